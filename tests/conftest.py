@@ -1,0 +1,88 @@
+"""Shared test set-up: log framing for live logs and the thread-leak check.
+
+Logging itself is configured in pyproject.toml (``log_format`` and friends):
+every record is captured at DEBUG level in the DESIGN.md line format
+``HH:MM:SS.ffffff [ID] message``, and a failing test's report shows it under
+"Captured log". With ``-o log_cli=true`` the log streams to the terminal,
+and this file frames each test's lines with ``=== RUN name`` and
+``--- PASS: name (Ns)`` (or FAIL/SKIP), so one file can hold many tests.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.threadcheck import leaked_threads
+
+pytest_plugins = ["pytester"]
+
+_make_record = logging.getLogRecordFactory()
+
+
+def _record_with_raft_time(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Give every log record a ``raft_time`` field: ``HH:MM:SS.ffffff``.
+
+    logging's own ``asctime`` keeps only milliseconds; an election plays out
+    in a few of them, so the log format uses this field instead.
+    """
+    record = _make_record(*args, **kwargs)
+    moment = datetime.datetime.fromtimestamp(record.created)
+    record.raft_time = moment.strftime("%H:%M:%S.%f")
+    return record
+
+
+logging.setLogRecordFactory(_record_with_raft_time)
+
+
+class LogFramer:
+    """Writes the ``=== RUN`` / ``--- PASS`` frame around each test."""
+
+    def __init__(self, reporter: pytest.TerminalReporter) -> None:
+        self.reporter = reporter
+        self.durations: dict[str, float] = {}
+        self.outcomes: dict[str, str] = {}
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self.reporter.write_line(f"=== RUN {test_name(nodeid)}")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        name = test_name(report.nodeid)
+        self.durations[name] = self.durations.get(name, 0.0) + report.duration
+        if report.failed:
+            self.outcomes[name] = "FAIL"
+        elif report.skipped:
+            self.outcomes.setdefault(name, "SKIP")
+        if report.when == "teardown":
+            status = self.outcomes.pop(name, "PASS")
+            seconds = self.durations.pop(name)
+            self.reporter.write_line(f"--- {status}: {name} ({seconds:.2f}s)")
+
+
+def test_name(nodeid: str) -> str:
+    """The test's name as the log frames show it: the last part of its id."""
+    return nodeid.split("::")[-1]
+
+
+@pytest.hookimpl(trylast=True)  # after the terminal reporter is set up
+def pytest_configure(config: pytest.Config) -> None:
+    live_log = config.getini("log_cli") or config.getoption("log_cli_level")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if live_log and reporter is not None:
+        config.pluginmanager.register(LogFramer(reporter), "raft-log-framer")
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test if a thread it started is still alive shortly after it."""
+    before = set(threading.enumerate())
+    yield
+    leaked = leaked_threads(before)
+    if leaked:
+        names = ", ".join(sorted(t.name for t in leaked))
+        pytest.fail(f"threads leaked by the test: {names}", pytrace=False)

@@ -1,0 +1,24 @@
+"""Thread-leak checking: the analogue of Go's goroutine-leak tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+LEAK_GRACE = 1.0
+"""Seconds a thread may outlive its test: a server's threads end within
+about one election timeout (300 ms) after shutdown; the rest is slack for a
+loaded machine."""
+
+
+def leaked_threads(
+    before: set[threading.Thread], grace: float = LEAK_GRACE
+) -> list[threading.Thread]:
+    """Wait up to ``grace`` seconds for every thread not in ``before`` to end,
+    and return those still alive."""
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread in before:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [t for t in threading.enumerate() if t not in before and t.is_alive()]
