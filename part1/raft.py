@@ -341,7 +341,9 @@ class ConsensusModule:
             self.voted_for = -1
         self.election_reset_event = time.monotonic()
         self.wakeup.notify_all()
-        self.spawn("election-timer", self.run_election_timer)
+        # A dormant CM runs no timer: wait_until_ready starts the first one.
+        if self.ready.is_set():
+            self.spawn("election-timer", self.run_election_timer)
 
     # --- Leader -----------------------------------------------------------
 
@@ -372,27 +374,30 @@ class ConsensusModule:
         with self.mu:
             if self.state != CMState.LEADER:
                 return
-            args = AppendEntriesArgs(
-                term=self.current_term,
-                leader_id=self.id,
-                prev_log_index=-1,
-                prev_log_term=-1,
-                entries=[],
-                leader_commit=-1,
-            )
+            for peer_id in self.peer_ids:
+                args = AppendEntriesArgs(
+                    term=self.current_term,
+                    leader_id=self.id,
+                    prev_log_index=-1,
+                    prev_log_term=-1,
+                    entries=[],
+                    leader_commit=-1,
+                )
+                self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
 
-        def send_heartbeat(peer_id: int) -> None:
-            assert self.server is not None
-            self.dlog(f"sending AppendEntries to {peer_id}: {args}")
-            try:
-                reply = self.server.call(peer_id, "ConsensusModule.AppendEntries", args)
-            except ConnectionError:
+    def send_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
+        """Send one AppendEntries to a peer and act on its reply."""
+        assert self.server is not None
+        self.dlog(f"sending AppendEntries to {peer_id}: {args}")
+        try:
+            reply = self.server.call(peer_id, "ConsensusModule.AppendEntries", args)
+        except ConnectionError:
+            return
+        with self.mu:
+            # Only the leader that sent the request cares about its reply.
+            if self.state != CMState.LEADER or self.current_term != args.term:
                 return
-            with self.mu:
-                # A later term means another leader was elected: step down.
-                if self.state == CMState.LEADER and reply.term > self.current_term:
-                    self.dlog("term out of date in heartbeat reply")
-                    self.become_follower(reply.term)
-
-        for peer_id in self.peer_ids:
-            self.spawn(f"ae-{peer_id}", send_heartbeat, peer_id)
+            # A later term means another leader was elected: step down.
+            if reply.term > self.current_term:
+                self.dlog("term out of date in AppendEntries reply")
+                self.become_follower(reply.term)

@@ -1,0 +1,264 @@
+"""Tests of part 2: the election tests of part 1, plus replication.
+
+Positive checks (a leader exists) wait for the condition with a deadline;
+negative checks (no leader) keep a fixed wait, since nothing can prove a
+negative sooner. Fixed sleeps that remain are part of a scenario: they give
+a partitioned server time to run elections, or a healed cluster the chance to
+misbehave.
+"""
+
+from __future__ import annotations
+
+from part2.harness import Harness, sleep_ms
+
+
+def test_election_basic() -> None:
+    with Harness(3) as h:
+        h.check_single_leader()
+
+
+def test_election_leader_disconnect() -> None:
+    with Harness(3) as h:
+        orig_leader_id, orig_term = h.check_single_leader()
+
+        h.disconnect_peer(orig_leader_id)
+        new_leader_id, new_term = h.check_single_leader()
+        assert new_leader_id != orig_leader_id
+        assert new_term > orig_term
+
+
+def test_election_leader_and_another_disconnect() -> None:
+    with Harness(3) as h:
+        orig_leader_id, _ = h.check_single_leader()
+
+        h.disconnect_peer(orig_leader_id)
+        other_id = (orig_leader_id + 1) % 3
+        h.disconnect_peer(other_id)
+
+        # No quorum: the one connected server cannot win an election.
+        sleep_ms(450)
+        h.check_no_leader()
+
+        # Reconnect one other server; now there is a quorum.
+        h.reconnect_peer(other_id)
+        h.check_single_leader()
+
+
+def test_disconnect_all_then_restore() -> None:
+    with Harness(3) as h:
+        # Disconnect every server before any election timeout can fire.
+        for i in range(3):
+            h.disconnect_peer(i)
+        sleep_ms(450)
+        # Nobody is connected, so check every server, not just connected ones:
+        # none may have become leader without votes.
+        for server in h.cluster:
+            _, term, is_leader = server.cm.report()
+            assert not is_leader, f"server {server.server_id} leads term {term}"
+
+        # Reconnect all servers. A leader will be found.
+        for i in range(3):
+            h.reconnect_peer(i)
+        h.check_single_leader()
+
+
+def test_election_leader_disconnect_then_reconnect() -> None:
+    with Harness(3) as h:
+        orig_leader_id, _ = h.check_single_leader()
+
+        h.disconnect_peer(orig_leader_id)
+        new_leader_id, new_term = h.check_single_leader()
+
+        # The old leader comes back: it must learn the new term and follow,
+        # not disrupt the new leader.
+        h.reconnect_peer(orig_leader_id)
+        sleep_ms(150)
+        again_leader_id, again_term = h.check_single_leader()
+        assert again_leader_id == new_leader_id
+        assert again_term == new_term
+
+
+def test_election_leader_disconnect_then_reconnect5() -> None:
+    with Harness(5) as h:
+        orig_leader_id, _ = h.check_single_leader()
+
+        h.disconnect_peer(orig_leader_id)
+        new_leader_id, new_term = h.check_single_leader()
+
+        h.reconnect_peer(orig_leader_id)
+        sleep_ms(150)
+        again_leader_id, again_term = h.check_single_leader()
+        assert again_leader_id == new_leader_id
+        assert again_term == new_term
+
+
+def test_election_follower_comes_back() -> None:
+    with Harness(3) as h:
+        orig_leader_id, orig_term = h.check_single_leader()
+
+        # A partitioned follower keeps timing out and raising its term.
+        other_id = (orig_leader_id + 1) % 3
+        h.disconnect_peer(other_id)
+        sleep_ms(650)
+        h.reconnect_peer(other_id)
+
+        # Its higher term makes the leader step down, so a new election must
+        # happen. Which server wins depends on the timeouts; the term tells:
+        # the check fails if no leader of a later term shows up.
+        h.check_single_leader(min_term=orig_term + 1)
+
+
+def test_election_disconnect_loop() -> None:
+    with Harness(3) as h:
+        for _ in range(5):
+            leader_id, _ = h.check_single_leader()
+
+            h.disconnect_peer(leader_id)
+            other_id = (leader_id + 1) % 3
+            h.disconnect_peer(other_id)
+            sleep_ms(310)
+            h.check_no_leader()
+
+            # Reconnect both, and give the cluster time to settle.
+            h.reconnect_peer(other_id)
+            h.reconnect_peer(leader_id)
+            sleep_ms(150)
+
+
+# --- Commands and log replication ------------------------------------------
+
+
+def test_commit_one_command() -> None:
+    with Harness(3) as h:
+        orig_leader_id, _ = h.check_single_leader()
+
+        assert h.submit_to_server(orig_leader_id, 42)
+        h.check_committed_n(42, 3)
+
+
+def test_submit_non_leader_fails() -> None:
+    with Harness(3) as h:
+        orig_leader_id, _ = h.check_single_leader()
+
+        sid = (orig_leader_id + 1) % 3
+        assert not h.submit_to_server(sid, 42)
+        sleep_ms(10)
+
+
+def test_commit_multiple_commands() -> None:
+    with Harness(3) as h:
+        orig_leader_id, _ = h.check_single_leader()
+
+        for value in (42, 55, 81):
+            assert h.submit_to_server(orig_leader_id, value)
+            sleep_ms(100)
+
+        nc, i1 = h.check_committed(42)
+        _, i2 = h.check_committed(55)
+        assert nc == 3
+        assert i1 < i2
+        _, i3 = h.check_committed(81)
+        assert i2 < i3
+
+
+def test_commit_with_disconnection_and_recover() -> None:
+    with Harness(3) as h:
+        # Submit a couple of values to a fully connected cluster.
+        orig_leader_id, _ = h.check_single_leader()
+        assert h.submit_to_server(orig_leader_id, 5)
+        assert h.submit_to_server(orig_leader_id, 6)
+        h.check_committed_n(6, 3)
+
+        d_peer_id = (orig_leader_id + 1) % 3
+        h.disconnect_peer(d_peer_id)
+        sleep_ms(250)
+
+        # Submit a new command; it is committed, but only by two servers.
+        assert h.submit_to_server(orig_leader_id, 7)
+        h.check_committed_n(7, 2)
+
+        # Reconnect the follower: it catches up and delivers 7 too.
+        h.reconnect_peer(d_peer_id)
+        h.check_single_leader()
+        h.check_committed_n(7, 3)
+
+
+def test_no_commit_with_no_quorum() -> None:
+    with Harness(3) as h:
+        # Submit a couple of values to a fully connected cluster.
+        orig_leader_id, orig_term = h.check_single_leader()
+        assert h.submit_to_server(orig_leader_id, 5)
+        assert h.submit_to_server(orig_leader_id, 6)
+        h.check_committed_n(6, 3)
+
+        # Disconnect both followers: the leader alone is no majority.
+        d_peer1 = (orig_leader_id + 1) % 3
+        d_peer2 = (orig_leader_id + 2) % 3
+        h.disconnect_peer(d_peer1)
+        h.disconnect_peer(d_peer2)
+        sleep_ms(250)
+
+        assert h.submit_to_server(orig_leader_id, 8)
+        sleep_ms(250)
+        h.check_not_committed(8)
+
+        # Reconnect both followers: there is a quorum again.
+        h.reconnect_peer(d_peer1)
+        h.reconnect_peer(d_peer2)
+        sleep_ms(600)
+
+        # 8 is still not committed: whoever leads now is in a later term, and
+        # a leader commits an entry of an earlier term only together with
+        # one of its own.
+        h.check_not_committed(8)
+
+        # A new leader is elected. It may not be the original one, even
+        # though its log is longer: the two reconnected servers can elect
+        # each other.
+        new_leader_id, again_term = h.check_single_leader()
+        assert again_term != orig_term
+
+        # But new values are committed for sure.
+        for value in (9, 10, 11):
+            assert h.submit_to_server(new_leader_id, value)
+        for value in (9, 10, 11):
+            h.check_committed_n(value, 3)
+
+
+def test_commits_with_leader_disconnects() -> None:
+    with Harness(5) as h:
+        # Submit a couple of values to a fully connected cluster.
+        orig_leader_id, _ = h.check_single_leader()
+        assert h.submit_to_server(orig_leader_id, 5)
+        assert h.submit_to_server(orig_leader_id, 6)
+        h.check_committed_n(6, 5)
+
+        # Disconnect the leader, then submit 7 to it: it still believes it
+        # leads, but it cannot reach a majority.
+        h.disconnect_peer(orig_leader_id)
+        sleep_ms(10)
+        assert h.submit_to_server(orig_leader_id, 7)
+        sleep_ms(250)
+        h.check_not_committed(7)
+
+        new_leader_id, _ = h.check_single_leader()
+
+        # Submit 8 to the new leader.
+        assert h.submit_to_server(new_leader_id, 8)
+        h.check_committed_n(8, 4)
+
+        # Reconnect the old leader and let it settle. It must not win: its
+        # log ends with an entry of an older term than the others'.
+        h.reconnect_peer(orig_leader_id)
+        sleep_ms(600)
+
+        final_leader_id, _ = h.check_single_leader()
+        assert final_leader_id != orig_leader_id
+
+        # Submit 9 and check it is fully committed.
+        assert h.submit_to_server(final_leader_id, 9)
+        h.check_committed_n(9, 5)
+        h.check_committed_n(8, 5)
+
+        # But 7 never is: the new leader's entries replaced it.
+        h.check_not_committed(7)
