@@ -166,9 +166,13 @@ class ConsensusModule:
             self.dlog("becomes Dead")
             self.wakeup.notify_all()
 
-    def dlog(self, message: str) -> None:
-        """Log a debug message as ``[id] message``, the visualizer's format."""
-        log.debug("[%d] %s", self.id, message)
+    def dlog(self, message: str, *args: object) -> None:
+        """Log a debug line as ``[id] message``, the visualizer's format.
+
+        ``message`` is %-formatted with ``args`` only if the line is logged:
+        with logging off, a busy server pays next to nothing for its logs.
+        """
+        log.debug("[%d] " + message, self.id, *args)
 
     def spawn(self, name: str, target: Callable[[*Ts], None], *args: *Ts) -> None:
         """Run ``target(*args)`` on a new thread (the ``go`` statement of the
@@ -185,8 +189,10 @@ class ConsensusModule:
             if self.state == CMState.DEAD:
                 return RequestVoteReply(term=self.current_term, vote_granted=False)
             self.dlog(
-                f"RequestVote: {args} "
-                f"[currentTerm={self.current_term}, votedFor={self.voted_for}]"
+                "RequestVote: %s [currentTerm=%s, votedFor=%s]",
+                args,
+                self.current_term,
+                self.voted_for,
             )
 
             if args.term > self.current_term:
@@ -204,7 +210,7 @@ class ConsensusModule:
                 # don't start a competing election right away.
                 self.election_reset_event = time.monotonic()
             reply = RequestVoteReply(term=self.current_term, vote_granted=vote_granted)
-            self.dlog(f"... RequestVote reply: {reply}")
+            self.dlog("... RequestVote reply: %s", reply)
             return reply
 
     def append_entries(self, args: AppendEntriesArgs) -> AppendEntriesReply:
@@ -212,7 +218,7 @@ class ConsensusModule:
         with self.mu:
             if self.state == CMState.DEAD:
                 return AppendEntriesReply(term=self.current_term, success=False)
-            self.dlog(f"AppendEntries: {args}")
+            self.dlog("AppendEntries: %s", args)
 
             if args.term > self.current_term:
                 self.dlog("... term out of date in AppendEntries")
@@ -227,7 +233,7 @@ class ConsensusModule:
                 self.election_reset_event = time.monotonic()
                 success = True
             reply = AppendEntriesReply(term=self.current_term, success=success)
-            self.dlog(f"AppendEntries reply: {reply}")
+            self.dlog("AppendEntries reply: %s", reply)
             return reply
 
     # --- Elections ------------------------------------------------------
@@ -253,16 +259,17 @@ class ConsensusModule:
         with self.mu:
             term_started = self.current_term
             self.dlog(
-                f"election timer started ({timeout * 1000:.0f}ms), term={term_started}"
+                "election timer started (%.0fms), term=%s", timeout * 1000, term_started
             )
             while True:
                 if self.state not in (CMState.FOLLOWER, CMState.CANDIDATE):
-                    self.dlog(f"in election timer state={self.state}, bailing out")
+                    self.dlog("in election timer state=%s, bailing out", self.state)
                     return
                 if term_started != self.current_term:
                     self.dlog(
-                        f"in election timer term changed from {term_started} "
-                        f"to {self.current_term}, bailing out"
+                        "in election timer term changed from %s to %s, bailing out",
+                        term_started,
+                        self.current_term,
                     )
                     return
                 # A heartbeat or a granted vote moves election_reset_event
@@ -283,7 +290,7 @@ class ConsensusModule:
         saved_current_term = self.current_term
         self.election_reset_event = time.monotonic()
         self.voted_for = self.id
-        self.dlog(f"becomes Candidate (currentTerm={saved_current_term})")
+        self.dlog("becomes Candidate (currentTerm=%s)", saved_current_term)
 
         votes_received = 1
         args = RequestVoteArgs(
@@ -296,13 +303,13 @@ class ConsensusModule:
         def request_vote_from(peer_id: int) -> None:
             nonlocal votes_received
             assert self.server is not None
-            self.dlog(f"sending RequestVote to {peer_id}: {args}")
+            self.dlog("sending RequestVote to %s: %s", peer_id, args)
             try:
                 reply = self.server.call(peer_id, "ConsensusModule.RequestVote", args)
             except ConnectionError:
                 return
             with self.mu:
-                self.dlog(f"received RequestVoteReply {reply}")
+                self.dlog("received RequestVoteReply %s", reply)
                 # The reply is about our election in saved_current_term. If we
                 # have moved on since (won, lost, or started a newer election),
                 # it must not count towards anything.
@@ -318,7 +325,7 @@ class ConsensusModule:
                 elif reply.term == self.current_term and reply.vote_granted:
                     votes_received += 1
                     if votes_received * 2 > len(self.peer_ids) + 1:
-                        self.dlog(f"wins election with {votes_received} votes")
+                        self.dlog("wins election with %s votes", votes_received)
                         self.start_leader()
 
         for peer_id in self.peer_ids:
@@ -334,7 +341,7 @@ class ConsensusModule:
         candidate that learns of this term's leader has already voted (for
         itself) in this term and must not vote again.
         """
-        self.dlog(f"becomes Follower with term={term}")
+        self.dlog("becomes Follower with term=%s", term)
         self.state = CMState.FOLLOWER
         if term > self.current_term:
             self.current_term = term
@@ -350,7 +357,7 @@ class ConsensusModule:
     def start_leader(self) -> None:
         """Become leader and start sending heartbeats. Expects ``mu`` held."""
         self.state = CMState.LEADER
-        self.dlog(f"becomes Leader; term={self.current_term}")
+        self.dlog("becomes Leader; term=%s", self.current_term)
         self.wakeup.notify_all()
         self.spawn("heartbeat-timer", self.run_heartbeat_timer)
 
@@ -388,7 +395,7 @@ class ConsensusModule:
     def send_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
         """Send one AppendEntries to a peer and act on its reply."""
         assert self.server is not None
-        self.dlog(f"sending AppendEntries to {peer_id}: {args}")
+        self.dlog("sending AppendEntries to %s: %s", peer_id, args)
         try:
             reply = self.server.call(peer_id, "ConsensusModule.AppendEntries", args)
         except ConnectionError:

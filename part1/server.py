@@ -60,10 +60,10 @@ class RPCProxy:
         if os.environ.get("RAFT_UNRELIABLE_RPC"):
             dice = random.randrange(10)
             if dice == 9:
-                self.cm.dlog(f"drop {name}")
+                self.cm.dlog("drop %s", name)
                 raise RPCError(f"{name} dropped")
             if dice == 8:
-                self.cm.dlog(f"delay {name}")
+                self.cm.dlog("delay %s", name)
                 time.sleep(0.075)
         time.sleep(random.uniform(0.001, 0.005))
 

@@ -209,13 +209,13 @@ class ConsensusModule:
         command is committed later, and reported on commit_chan then.
         """
         with self.mu:
-            self.dlog(f"Submit received by {self.state}: {command}")
+            self.dlog("Submit received by %s: %s", self.state, command)
             if self.state != CMState.LEADER:
                 return -1
             self.log.append(LogEntry(command=command, term=self.current_term))
             index = len(self.log) - 1
             self.persist_to_storage(log_changed_from=index)
-            self.dlog(f"... log index={index}")
+            self.dlog("... log index=%s", index)
             self.trigger_ae()
             return index
 
@@ -266,9 +266,13 @@ class ConsensusModule:
             raise RuntimeError(f"server {self.id}: storage has no {key!r}")
         return pickle.loads(data)
 
-    def dlog(self, message: str) -> None:
-        """Log a debug message as ``[id] message``, the visualizer's format."""
-        log.debug("[%d] %s", self.id, message)
+    def dlog(self, message: str, *args: object) -> None:
+        """Log a debug line as ``[id] message``, the visualizer's format.
+
+        ``message`` is %-formatted with ``args`` only if the line is logged:
+        with logging off, a busy server pays next to nothing for its logs.
+        """
+        log.debug("[%d] " + message, self.id, *args)
 
     def spawn(self, name: str, target: Callable[[*Ts], None], *args: *Ts) -> None:
         """Run ``target(*args)`` on a new thread (the ``go`` statement of the
@@ -286,9 +290,13 @@ class ConsensusModule:
                 return RequestVoteReply(term=self.current_term, vote_granted=False)
             last_log_index, last_log_term = self.last_log_index_and_term()
             self.dlog(
-                f"RequestVote: {args} [currentTerm={self.current_term}, "
-                f"votedFor={self.voted_for}, log index/term="
-                f"({last_log_index}, {last_log_term})]"
+                "RequestVote: %s [currentTerm=%s, votedFor=%s, "
+                "log index/term=(%s, %s)]",
+                args,
+                self.current_term,
+                self.voted_for,
+                last_log_index,
+                last_log_term,
             )
 
             if args.term > self.current_term:
@@ -316,7 +324,7 @@ class ConsensusModule:
                 # don't start a competing election right away.
                 self.election_reset_event = time.monotonic()
             reply = RequestVoteReply(term=self.current_term, vote_granted=vote_granted)
-            self.dlog(f"... RequestVote reply: {reply}")
+            self.dlog("... RequestVote reply: %s", reply)
             return reply
 
     def append_entries(self, args: AppendEntriesArgs) -> AppendEntriesReply:
@@ -324,7 +332,7 @@ class ConsensusModule:
         with self.mu:
             if self.state == CMState.DEAD:
                 return AppendEntriesReply(term=self.current_term, success=False)
-            self.dlog(f"AppendEntries: {args}")
+            self.dlog("AppendEntries: %s", args)
 
             if args.term > self.current_term:
                 self.dlog("... term out of date in AppendEntries")
@@ -353,7 +361,7 @@ class ConsensusModule:
                     last_new_index = args.prev_log_index + len(args.entries)
                     if args.leader_commit > self.commit_index:
                         self.commit_index = min(args.leader_commit, last_new_index)
-                        self.dlog(f"... setting commitIndex={self.commit_index}")
+                        self.dlog("... setting commitIndex=%s", self.commit_index)
                         self.new_commit_ready.notify()
                 elif args.prev_log_index >= len(self.log):
                     # We lack the entry: the leader may resume at our end.
@@ -374,7 +382,7 @@ class ConsensusModule:
                 conflict_index=conflict_index,
                 conflict_term=conflict_term,
             )
-            self.dlog(f"AppendEntries reply: {reply}")
+            self.dlog("AppendEntries reply: %s", reply)
             return reply
 
     def append_new_entries(self, args: AppendEntriesArgs) -> None:
@@ -395,7 +403,7 @@ class ConsensusModule:
             log_insert_index += 1
             new_entries_index += 1
         if new_entries_index < len(args.entries):
-            self.dlog(f"... inserting entries from index {log_insert_index}")
+            self.dlog("... inserting entries from index %s", log_insert_index)
             self.log[log_insert_index:] = args.entries[new_entries_index:]
             self.persist_to_storage(log_changed_from=log_insert_index)
 
@@ -422,16 +430,17 @@ class ConsensusModule:
         with self.mu:
             term_started = self.current_term
             self.dlog(
-                f"election timer started ({timeout * 1000:.0f}ms), term={term_started}"
+                "election timer started (%.0fms), term=%s", timeout * 1000, term_started
             )
             while True:
                 if self.state not in (CMState.FOLLOWER, CMState.CANDIDATE):
-                    self.dlog(f"in election timer state={self.state}, bailing out")
+                    self.dlog("in election timer state=%s, bailing out", self.state)
                     return
                 if term_started != self.current_term:
                     self.dlog(
-                        f"in election timer term changed from {term_started} "
-                        f"to {self.current_term}, bailing out"
+                        "in election timer term changed from %s to %s, bailing out",
+                        term_started,
+                        self.current_term,
                     )
                     return
                 # A heartbeat or a granted vote moves election_reset_event
@@ -453,7 +462,7 @@ class ConsensusModule:
         self.election_reset_event = time.monotonic()
         self.voted_for = self.id
         self.persist_to_storage()
-        self.dlog(f"becomes Candidate (currentTerm={saved_current_term})")
+        self.dlog("becomes Candidate (currentTerm=%s)", saved_current_term)
 
         votes_received = 1
         last_log_index, last_log_term = self.last_log_index_and_term()
@@ -467,13 +476,13 @@ class ConsensusModule:
         def request_vote_from(peer_id: int) -> None:
             nonlocal votes_received
             assert self.server is not None
-            self.dlog(f"sending RequestVote to {peer_id}: {args}")
+            self.dlog("sending RequestVote to %s: %s", peer_id, args)
             try:
                 reply = self.server.call(peer_id, "ConsensusModule.RequestVote", args)
             except ConnectionError:
                 return
             with self.mu:
-                self.dlog(f"received RequestVoteReply {reply}")
+                self.dlog("received RequestVoteReply %s", reply)
                 # The reply is about our election in saved_current_term. If we
                 # have moved on since (won, lost, or started a newer election),
                 # it must not count towards anything.
@@ -489,7 +498,7 @@ class ConsensusModule:
                 elif reply.term == self.current_term and reply.vote_granted:
                     votes_received += 1
                     if votes_received * 2 > len(self.peer_ids) + 1:
-                        self.dlog(f"wins election with {votes_received} votes")
+                        self.dlog("wins election with %s votes", votes_received)
                         self.start_leader()
 
         for peer_id in self.peer_ids:
@@ -505,7 +514,7 @@ class ConsensusModule:
         candidate that learns of this term's leader has already voted (for
         itself) in this term and must not vote again.
         """
-        self.dlog(f"becomes Follower with term={term}")
+        self.dlog("becomes Follower with term=%s", term)
         self.state = CMState.FOLLOWER
         if term > self.current_term:
             self.current_term = term
@@ -527,7 +536,7 @@ class ConsensusModule:
         for peer_id in self.peer_ids:
             self.next_index[peer_id] = len(self.log)
             self.match_index[peer_id] = -1
-        self.dlog(f"becomes Leader; term={self.current_term}, log={self.log}")
+        self.dlog("becomes Leader; term=%s, log=%s", self.current_term, self.log)
         self.wakeup.notify_all()
         self.spawn("heartbeat-timer", self.run_heartbeat_timer)
 
@@ -577,7 +586,7 @@ class ConsensusModule:
     def send_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
         """Send one AppendEntries to a peer and act on its reply."""
         assert self.server is not None
-        self.dlog(f"sending AppendEntries to {peer_id}: {args}")
+        self.dlog("sending AppendEntries to %s: %s", peer_id, args)
         try:
             reply = self.server.call(peer_id, "ConsensusModule.AppendEntries", args)
         except ConnectionError:
@@ -597,9 +606,10 @@ class ConsensusModule:
                 self.match_index[peer_id] = max(self.match_index[peer_id], match)
                 self.next_index[peer_id] = self.match_index[peer_id] + 1
                 self.dlog(
-                    f"AppendEntries reply from {peer_id} success: "
-                    f"nextIndex={self.next_index[peer_id]}, "
-                    f"matchIndex={self.match_index[peer_id]}"
+                    "AppendEntries reply from %s success: nextIndex=%s, matchIndex=%s",
+                    peer_id,
+                    self.next_index[peer_id],
+                    self.match_index[peer_id],
                 )
                 self.leader_advance_commit_index()
             else:
@@ -618,8 +628,9 @@ class ConsensusModule:
                             break
                 self.next_index[peer_id] = next_index
                 self.dlog(
-                    f"AppendEntries reply from {peer_id} !success: "
-                    f"nextIndex={self.next_index[peer_id]}"
+                    "AppendEntries reply from %s !success: nextIndex=%s",
+                    peer_id,
+                    self.next_index[peer_id],
                 )
 
     def leader_advance_commit_index(self) -> None:
@@ -640,7 +651,7 @@ class ConsensusModule:
             and self.log[majority_match].term == self.current_term
         ):
             self.commit_index = majority_match
-            self.dlog(f"leader sets commitIndex := {self.commit_index}")
+            self.dlog("leader sets commitIndex := %s", self.commit_index)
             self.new_commit_ready.notify()
             # Tell the followers at once, so they deliver it too.
             self.trigger_ae()
@@ -673,7 +684,9 @@ class ConsensusModule:
                 first_index = self.last_applied + 1
                 entries = self.log[first_index : self.commit_index + 1]
                 self.last_applied = self.commit_index
-            self.dlog(f"commitChanSender entries={entries}, firstIndex={first_index}")
+            self.dlog(
+                "commitChanSender entries=%s, firstIndex=%s", entries, first_index
+            )
             with self.commit_chan_mu:
                 for i, entry in enumerate(entries):
                     commit = CommitEntry(entry.command, first_index + i, entry.term)

@@ -108,10 +108,10 @@ class RPCProxy:
         if os.environ.get("RAFT_UNRELIABLE_RPC"):
             dice = random.randrange(10)
             if dice == 9:
-                self.cm.dlog(f"drop {name}")
+                self.cm.dlog("drop %s", name)
                 raise RPCError(f"{name} dropped")
             if dice == 8:
-                self.cm.dlog(f"delay {name}")
+                self.cm.dlog("delay %s", name)
                 time.sleep(0.075)
         time.sleep(random.uniform(0.001, 0.005))
 
@@ -252,11 +252,11 @@ class Server:
         if connection is None:
             raise RPCError(f"call to peer {peer_id}: not connected")
         if self.proxy().should_drop_call():
-            self.cm.dlog(f"drop call {service_method} to {peer_id}")
+            self.cm.dlog("drop call %s to %s", service_method, peer_id)
             raise RPCError(f"call to peer {peer_id} dropped")
         reply = connection.call(service_method, args)
         if self.proxy().should_drop_reply():
-            self.cm.dlog(f"drop reply of {service_method} from {peer_id}")
+            self.cm.dlog("drop reply of %s from %s", service_method, peer_id)
             raise RPCError(f"reply from peer {peer_id} dropped")
         return reply
 
