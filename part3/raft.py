@@ -249,7 +249,8 @@ class ConsensusModule:
         self.storage.set("votedFor", pickle.dumps(self.voted_for))
         if log_changed_from is not None:
             for i in range(log_changed_from, len(self.log)):
-                self.storage.set(f"log/{i}", pickle.dumps(self.log[i]))
+                entry = self.log[i]
+                self.storage.set(f"log/{i}", pickle.dumps((entry.command, entry.term)))
         self.storage.set("logLength", pickle.dumps(len(self.log)))
 
     def restore_from_storage(self) -> None:
@@ -257,7 +258,9 @@ class ConsensusModule:
         the CM still under construction."""
         self.current_term = self.load("currentTerm")
         self.voted_for = self.load("votedFor")
-        self.log = [self.load(f"log/{i}") for i in range(self.load("logLength"))]
+        self.log = [
+            LogEntry(*self.load(f"log/{i}")) for i in range(self.load("logLength"))
+        ]
 
     def load(self, key: str) -> Any:
         """Unpickle the value of ``key`` in storage; it must be there."""
