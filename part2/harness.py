@@ -124,11 +124,12 @@ class Harness:
         self.connected[id] = False
 
     def reconnect_peer(self, id: int) -> None:
-        """Connect server ``id`` to all others again, in both directions."""
+        """Connect server ``id`` again, in both directions, to every server
+        that is connected (a disconnected one stays cut off)."""
         self.check_id(id)
         self.tlog(f"Reconnect {id}")
         for j in range(self.n):
-            if j != id:
+            if j != id and self.connected[j]:
                 self.cluster[id].connect_to_peer(j, self.cluster[j].get_listen_addr())
                 self.cluster[j].connect_to_peer(id, self.cluster[id].get_listen_addr())
         self.connected[id] = True

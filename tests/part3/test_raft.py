@@ -376,7 +376,10 @@ def test_crash_then_restart_leader() -> None:
         for value in values:
             h.check_committed_n(value, 3)
 
+        # Let the others elect a leader, which knows what is committed;
+        # the restarted server learns it from there.
         h.crash_peer(orig_leader_id)
+        h.check_single_leader()
         for value in values:
             h.check_committed_n(value, 2)
 
