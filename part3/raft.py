@@ -237,37 +237,43 @@ class ConsensusModule:
             pass
 
     def persist_to_storage(self, log_changed_from: int | None = None) -> None:
-        """Save current_term, voted_for and the log. Expects ``mu`` held.
+        """Save the persistent state that changed. Expects ``mu`` held.
 
-        Each log entry has a key of its own, and only the entries from index
-        ``log_changed_from`` on (none, if it is None) are written: saving
-        the whole log at each append would make n appends cost O(n^2).
-        Entries past logLength are leftovers of a truncated log; restore
+        With no argument, save current_term and voted_for; with
+        ``log_changed_from``, save the log entries from that index on, each
+        under a key of its own, and the log's length. Writing only what
+        changed keeps the cost of an append in line with what it adds:
+        saving the whole log each time would make n appends cost O(n^2).
+        Entries past logLength are leftovers of a truncation; restore
         ignores them.
         """
-        self.storage.set("currentTerm", pickle.dumps(self.current_term))
-        self.storage.set("votedFor", pickle.dumps(self.voted_for))
-        if log_changed_from is not None:
-            for i in range(log_changed_from, len(self.log)):
-                entry = self.log[i]
-                self.storage.set(f"log/{i}", pickle.dumps((entry.command, entry.term)))
+        if log_changed_from is None:
+            self.storage.set("currentTerm", pickle.dumps(self.current_term))
+            self.storage.set("votedFor", pickle.dumps(self.voted_for))
+            return
+        for i in range(log_changed_from, len(self.log)):
+            entry = self.log[i]
+            self.storage.set(f"log/{i}", pickle.dumps((entry.command, entry.term)))
         self.storage.set("logLength", pickle.dumps(len(self.log)))
 
     def restore_from_storage(self) -> None:
         """Load the state persist_to_storage saved. Expects ``mu`` held, or
         the CM still under construction."""
-        self.current_term = self.load("currentTerm")
-        self.voted_for = self.load("votedFor")
-        self.log = [
-            LogEntry(*self.load(f"log/{i}")) for i in range(self.load("logLength"))
-        ]
+        self.current_term = self.load("currentTerm", 0)
+        self.voted_for = self.load("votedFor", -1)
+        log_length = self.load("logLength", 0)
+        self.log = [LogEntry(*self.load(f"log/{i}")) for i in range(log_length)]
 
-    def load(self, key: str) -> Any:
-        """Unpickle the value of ``key`` in storage; it must be there."""
+    def load(self, key: str, default: Any = None) -> Any:
+        """Unpickle the value of ``key`` in storage. If nothing was ever
+        saved under it, return ``default``; without one, the storage is
+        corrupt: raise RuntimeError."""
         data = self.storage.get(key)
-        if data is None:
+        if data is not None:
+            return pickle.loads(data)
+        if default is None:
             raise RuntimeError(f"server {self.id}: storage has no {key!r}")
-        return pickle.loads(data)
+        return default
 
     def dlog(self, message: str, *args: object) -> None:
         """Log a debug line as ``[id] message``, the visualizer's format.
