@@ -20,7 +20,7 @@ import pytest
 
 from tests.threadcheck import leaked_threads
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "tools.raft_testlog_viz.pytest_plugin"]
 
 _make_record = logging.getLogRecordFactory()
 

@@ -1,0 +1,195 @@
+"""``python -m tools.raft_testlog_viz``: the summary, exit status, terminal view."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tests.tools.conftest import REAL_TESTS, ROOT
+from tools.raft_testlog_viz.assets import STATE_COLOURS
+from tools.raft_testlog_viz.cli import main
+
+FAILING_LOG = """\
+=== RUN test_ok
+12:00:00.000000 [0] becomes Candidate (currentTerm=1)
+12:00:00.001000 [0] becomes Leader; term=1
+--- PASS: test_ok (0.10s)
+=== RUN test_broken
+12:00:01.000000 [1] becomes Candidate (currentTerm=2)
+12:00:01.100000 [x] a malformed line
+E   AssertionError: no leader
+--- FAIL: test_broken (0.50s)
+"""
+
+
+def run_cli(*args: str, width: int = 300) -> tuple[int, str]:
+    """Run the visualizer in-process; return its exit status and output."""
+    out = io.StringIO()
+    console = Console(file=out, width=width, color_system=None)
+    return main(list(args), console), out.getvalue()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    """Write ``text`` to a log file and return its path."""
+    path = tmp_path / "log.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_two_step_workflow_on_a_real_log(real_log: str, tmp_path: Path) -> None:
+    # Exactly as the README says: the log on standard input.
+    log = write(tmp_path, real_log)
+    outdir = tmp_path / "pages"
+    with log.open() as stdin:
+        result = subprocess.run(
+            [sys.executable, "-m", "tools.raft_testlog_viz", "--outdir", str(outdir)],
+            cwd=ROOT,
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "PASS"
+    for name in REAL_TESTS:
+        url = (outdir / f"{name}.html").resolve().as_uri()
+        row = next(line for line in lines if f" {name} " in line)
+        # test, status, duration, servers, entries, page URL
+        assert re.search(rf"{name} +│ PASS +│ +\d+\.\d\ds │ +3 │ +\d+ │ {url} ", row)
+    index = (outdir / "index.html").resolve()
+    assert f"index: {index.as_uri()}" in lines
+    assert index.exists()
+
+
+def test_a_failed_test_fails_the_run(tmp_path: Path) -> None:
+    status, out = run_cli(str(write(tmp_path, FAILING_LOG)), "--outdir", str(tmp_path))
+    assert status == 1
+    lines = out.strip().splitlines()
+    assert lines[-1] == "FAIL"
+    assert re.search(r"test_broken +│ FAIL +│ +0\.50s │ +1 │ +1 │", out)
+    assert re.search(r"test_ok +│ PASS +│ +0\.10s │ +1 │ +2 │", out)
+    # The malformed line is reported, before the overall status.
+    assert lines[-3:-1] == [
+        "skipped 1 malformed line:",
+        "  line 7 in test_broken (source is neither a number nor TEST): "
+        "12:00:01.100000 [x] a malformed line",
+    ]
+    assert (tmp_path / "test_broken.html").exists()
+
+
+def test_no_test_in_the_input_fails_and_writes_nothing(tmp_path: Path) -> None:
+    log = write(tmp_path, "pytest printed this\n12:00:00.000000 [0] unframed\n")
+    status, out = run_cli(str(log), "--outdir", str(tmp_path / "pages"))
+    assert status == 1
+    assert "no test in the input" in out
+    assert out.strip().splitlines()[-1] == "FAIL"
+    assert not (tmp_path / "pages").exists()
+
+
+def test_only_the_named_test(tmp_path: Path) -> None:
+    status, out = run_cli(
+        str(write(tmp_path, FAILING_LOG)),
+        "--outdir",
+        str(tmp_path),
+        "--test",
+        "test_ok",
+    )
+    assert status == 0
+    assert out.strip().splitlines()[-1] == "PASS"
+    assert sorted(p.name for p in tmp_path.glob("*.html")) == [
+        "index.html",
+        "test_ok.html",
+    ]
+
+
+def test_an_unknown_test_name_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        run_cli(str(write(tmp_path, FAILING_LOG)), "--test", "test_nope")
+    assert exit.value.code == 2
+    assert "no test named 'test_nope' in the log; tests: test_ok, test_broken" in (
+        capsys.readouterr().err
+    )
+
+
+def test_terminal_view_of_a_real_test(real_log: str, tmp_path: Path) -> None:
+    name = REAL_TESTS[1]
+    status, out = run_cli("--terminal", "--test", name, str(write(tmp_path, real_log)))
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("─")
+    assert f"{name} — PASS" in lines[0]
+    assert re.match(r"ms +│TEST +│0 +│1 +│2 +│$", lines[2])
+    assert any("│Disconnect " in line for line in lines)
+    assert any("becomes Leader; term=1" in line for line in lines)
+    assert any("AppendEntries" in line for line in lines)
+    # Every line keeps the columns: 5 of them, each closed by a separator.
+    assert all(line.count("│") == 5 for line in lines[2:])
+
+    _, quiet = run_cli(
+        "--terminal",
+        "--hide-heartbeats",
+        "--test",
+        name,
+        str(write(tmp_path, real_log)),
+    )
+    assert "AppendEntries" not in quiet
+    assert "becomes Leader; term=1" in quiet
+
+
+def test_terminal_cells_are_coloured_by_state(tmp_path: Path) -> None:
+    out = io.StringIO()
+    console = Console(
+        file=out, width=120, force_terminal=True, color_system="truecolor"
+    )
+    status = main([str(write(tmp_path, FAILING_LOG)), "--terminal"], console)
+    assert status == 0  # the terminal view shows; it does not judge
+    leader = tuple(int(STATE_COLOURS["L"][i : i + 2], 16) for i in (1, 3, 5))
+    candidate = tuple(int(STATE_COLOURS["C"][i : i + 2], 16) for i in (1, 3, 5))
+    lines = out.getvalue().splitlines()
+    leader_line = next(line for line in lines if "becomes Leader" in line)
+    assert "48;2;{};{};{}m".format(*leader) in leader_line
+    candidate_line = next(line for line in lines if "becomes Candidate" in line)
+    assert "48;2;{};{};{}m".format(*candidate) in candidate_line
+
+
+def test_terminal_with_sixteen_colours_keeps_states_apart(tmp_path: Path) -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=120, force_terminal=True, color_system="standard")
+    main([str(write(tmp_path, FAILING_LOG)), "--terminal"], console)
+    lines = out.getvalue().splitlines()
+    # Black on yellow for a candidate, black on green for a leader.
+    assert "30;43m" in next(line for line in lines if "becomes Candidate" in line)
+    assert "30;42m" in next(line for line in lines if "becomes Leader" in line)
+
+
+def test_terminal_view_of_seven_servers_in_a_narrow_window(tmp_path: Path) -> None:
+    lines = [
+        f"12:00:00.{i:06d} [{i}] becomes Candidate (currentTerm={i})" for i in range(7)
+    ]
+    log = write(tmp_path, "\n".join(["=== RUN t", *lines, "--- PASS: t (0.1s)"]))
+    status, out = run_cli("--terminal", str(log), width=80)
+    assert status == 0
+    lines = out.splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if line.startswith("ms ")) :]
+    assert all(len(line) <= 80 for line in table)
+    # Nothing was cut off: every column is there, the last one too.
+    assert all(line.count("│") == 9 for line in table)
+    assert re.match(r"ms +│TEST +│0 +│1 +│2 +│3 +│4 +│5 +│6 +│$", table[0])
+    assert "t0→6" in out
+
+
+def test_terminal_view_of_a_test_with_no_raft_lines(tmp_path: Path) -> None:
+    log = write(tmp_path, "=== RUN t\n--- PASS: t (0.1s)\n")
+    status, out = run_cli("--terminal", str(log))
+    assert status == 0
+    assert "This test logged no Raft lines." in out

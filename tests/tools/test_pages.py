@@ -1,0 +1,222 @@
+"""The HTML pages: what a reader sees, read back from the written files."""
+
+from __future__ import annotations
+
+import math
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+from tools.raft_testlog_viz.pages import (
+    CHUNK_ROWS,
+    STATE_CLASS,
+    page_filenames,
+    render_page,
+    write_site,
+)
+from tools.raft_testlog_viz.parse import RunLog, TestLog, parse_log
+from tools.raft_testlog_viz.timeline import build_timeline
+
+
+class Cell:
+    """A table cell read back from a page."""
+
+    def __init__(self, attrs: dict[str, str | None]) -> None:
+        self.classes = (attrs.get("class") or "").split()
+        self.title = attrs.get("title")
+        self.text = ""
+
+
+class PageReader(HTMLParser):
+    """Collects the timeline's header and rows, and the overview's lanes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heads: list[str] = []
+        self.rows: list[tuple[list[str], list[Cell]]] = []
+        self.lanes: list[str] = []
+        self.chunks = 0
+        self.in_th = False
+        self.cell: Cell | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag in ("th", "td", "tr"):
+            # Pages leave out end tags HTML lets them omit: a new cell or
+            # row ends the last one.
+            self.end_cell()
+        if tag == "th":
+            self.in_th = True
+            self.heads.append("")
+        elif tag == "tr" and a.get("class"):
+            self.rows.append(((a["class"] or "").split(), []))
+        elif tag == "td" and self.rows:
+            self.cell = Cell(a)
+            self.rows[-1][1].append(self.cell)
+        elif tag == "div" and a.get("class") == "chunk":
+            self.chunks += 1
+        elif tag == "div" and (a.get("id") or "").startswith("lane"):
+            self.lanes.append(a["id"] or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("th", "td", "tr", "thead", "tbody", "table"):
+            self.end_cell()
+
+    def end_cell(self) -> None:
+        if self.cell is not None:
+            # The line break between rows is not the cell's text.
+            self.cell.text = self.cell.text.rstrip("\n")
+        self.in_th = False
+        self.cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self.in_th:
+            self.heads[-1] += data
+        elif self.cell is not None:
+            self.cell.text += data
+
+
+def read_page(html: str) -> PageReader:
+    """The parts of a page that the tests look at."""
+    reader = PageReader()
+    reader.feed(html)
+    return reader
+
+
+def one_test(*lines: str, name: str = "test_a", status: str = "PASS") -> TestLog:
+    """A test made of the given log lines."""
+    run = parse_log([f"=== RUN {name}", *lines, f"--- {status}: {name} (1.00s)"])
+    return run.tests[0]
+
+
+def test_real_site_has_a_page_per_test_and_an_index(
+    real_run: RunLog, tmp_path: Path
+) -> None:
+    site = write_site(real_run, tmp_path / "out")
+    assert site.index == (tmp_path / "out" / "index.html").resolve()
+    assert [p.path.name for p in site.pages] == [
+        f"{t.name}.html" for t in real_run.tests
+    ]
+    index = site.index.read_text(encoding="utf-8")
+    for page in site.pages:
+        assert page.path.exists()
+        assert page.url == page.path.as_uri()
+        assert f"href='{page.path.name}'" in index
+        assert f">{page.test.name}</a>" in index
+    assert "<span class='status PASS'>PASS</span></h1>" in index
+    assert index.count("<span class='status PASS'>PASS</span><td>") == 2
+
+
+def test_real_page_rows_columns_and_colours(real_run: RunLog) -> None:
+    test = real_run.tests[1]
+    timeline = build_timeline(test)
+    html = render_page(timeline)
+    page = read_page(html)
+    assert f"<title>{test.name} — PASS</title>" in html
+    assert page.heads == ["ms", "TEST", "0", "1", "2"]
+    assert len(page.rows) == len(test.entries)
+    assert page.lanes == ["lane0", "lane1", "lane2"]
+    for (classes, cells), row in zip(page.rows, timeline.rows, strict=True):
+        entry = row.entry
+        assert classes[0] == ("sT" if entry.server is None else f"s{entry.server}")
+        assert ("hb" in classes) == row.heartbeat
+        assert float(cells[0].text) == row.ms
+        assert cells[0].title == entry.wall
+        # Every server cell is coloured by that server's state at the row.
+        assert [c.classes[0] for c in cells[2:]] == [
+            STATE_CLASS[state] for state in row.states
+        ]
+        logged = [c.text for c in cells[1:] if c.text]
+        assert len(logged) == 1
+        assert logged[0].endswith(entry.message)
+        if row.term_change is not None:
+            old, new = row.term_change
+            cell = cells[2 + timeline.servers.index(entry.server or 0)]
+            assert "tc" in cell.classes
+            assert cell.text.startswith(f"{old}→{new}")
+    total = len(test.entries)
+    assert f"<span id=count>{total} of {total} rows shown</span>" in html
+    assert html.count("class='mk k-disconnect'") == 1
+
+
+def test_overview_lines_mark_only_actions_that_change_the_cluster() -> None:
+    test = one_test(
+        "12:00:00.000000 [TEST] Disconnect 1",
+        "12:00:00.050000 [TEST] submitting 7 to 0",
+        "12:00:00.100000 [TEST] Crash 2",
+        "12:00:00.200000 [0] becomes Leader; term=1",
+    )
+    html = render_page(build_timeline(test))
+    marks = re.findall(r"<i class='mk k-(\w+)' style='left:([\d.]+)%'", html)
+    assert marks == [("disconnect", "0.000"), ("submit", "25.000"), ("crash", "50.000")]
+    guides = html.split("<div id=guides>")[1].split("</div>")[0]
+    assert re.findall(r"k-(\w+)", guides) == ["disconnect", "crash"]
+
+
+def test_page_is_self_contained(real_run: RunLog) -> None:
+    html = render_page(build_timeline(real_run.tests[1]))
+    assert not re.search(r"\b(src|href)\s*=\s*['\"]?(https?:)?//", html)
+    for outside in ("<link", "@import", "url(", "@font-face", "<script src"):
+        assert outside not in html
+    assert html.count("<script>") == 1
+
+
+def test_log_text_is_escaped() -> None:
+    test = one_test(
+        "12:00:00.000000 [0] <script>window.pwned = 1</script> & <b>",
+        "12:00:00.100000 [TEST] <img src=x onerror=alert(1)>",
+        name="test_<i>odd</i>",
+    )
+    html = render_page(build_timeline(test))
+    assert "&lt;script&gt;window.pwned = 1&lt;/script&gt; &amp; &lt;b&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<script>window" not in html
+    assert "<img" not in html
+    assert "<i>odd" not in html
+    assert "test_&lt;i&gt;odd&lt;/i&gt;" in html
+    # The reader sees the original text.
+    page = read_page(html)
+    assert page.rows[0][1][2].text.endswith("<script>window.pwned = 1</script> & <b>")
+
+
+def test_long_tests_come_in_chunks() -> None:
+    lines = [
+        f"12:00:{i // 1000:02d}.{i % 1000:03d}000 [{i % 3}] line {i}"
+        for i in range(2 * CHUNK_ROWS + 1)
+    ]
+    page = read_page(render_page(build_timeline(one_test(*lines))))
+    assert page.chunks == math.ceil(len(lines) / CHUNK_ROWS) == 3
+    assert [cells[2 + i % 3].text for i, (_, cells) in enumerate(page.rows)] == [
+        f"0line {i}" for i in range(len(lines))
+    ]
+
+
+def test_page_of_a_failed_test_with_no_raft_lines_and_a_malformed_one() -> None:
+    test = one_test("12:00:00.000000 [x] what", "just pytest output", status="FAIL")
+    html = render_page(build_timeline(test))
+    assert "<title>test_a — FAIL</title>" in html
+    assert "<span class='status FAIL'>" in html
+    assert "This test logged no Raft lines." in html
+    assert "id=overview" not in html
+    assert "<summary>1 malformed line skipped</summary>" in html
+    assert "line 2 (source is neither a number nor TEST)" in html
+    assert read_page(html).rows == []
+
+
+def test_page_filenames_are_safe_and_distinct() -> None:
+    run = parse_log(
+        [
+            "=== RUN test_a",
+            "=== RUN test_a",
+            "=== RUN index",
+            "=== RUN test_b[3-nodes/slow]",
+            "=== RUN ../../etc",
+        ]
+    )
+    assert page_filenames(run.tests) == [
+        "test_a.html",
+        "test_a_2.html",
+        "index_2.html",
+        "test_b[3-nodes_slow].html",
+        ".._.._etc.html",
+    ]

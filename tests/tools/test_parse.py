@@ -1,0 +1,211 @@
+"""The parser: real part1 logs, and the edge cases a real log can hold."""
+
+from __future__ import annotations
+
+import re
+from itertools import pairwise
+
+from tests.tools.conftest import REAL_TESTS
+from tools.raft_testlog_viz.parse import (
+    MAX_REPORTED,
+    UNFINISHED,
+    RunLog,
+    parse_log,
+    skipped_report,
+)
+
+# An independent reading of the line format, to check the parser against.
+ENTRY_LINE = re.compile(r"\d\d:\d\d:\d\d\.\d{6} \[(\d+|TEST)\] ")
+
+
+def test_real_log_has_every_test_with_its_status_and_duration(
+    real_log: str, real_run: RunLog
+) -> None:
+    assert [t.name for t in real_run.tests] == REAL_TESTS
+    for test in real_run.tests:
+        assert test.status == "PASS"
+        assert not test.failed
+        frame = re.search(rf"--- PASS: {test.name} \((\d+\.\d+)s\)", real_log)
+        assert frame is not None
+        assert test.duration == float(frame[1])
+    assert not real_run.failed
+
+
+def test_real_log_entries_are_exactly_the_framed_raft_lines(real_log: str) -> None:
+    run = parse_log(real_log.splitlines())
+    # Cut the log at the frames by hand and count its Raft lines.
+    blocks = re.split(r"^=== RUN .*$", real_log, flags=re.MULTILINE)[1:]
+    for test, block in zip(run.tests, blocks, strict=True):
+        inside = block.split("\n--- PASS:")[0]
+        expected = [ln for ln in inside.splitlines() if ENTRY_LINE.match(ln)]
+        assert len(test.entries) == len(expected) > 0
+        assert [e.message for e in test.entries] == [
+            ln.split("] ", 1)[1] for ln in expected
+        ]
+        assert test.malformed == []
+    # Pytest's own lines (the header, PASSED, "live log call") are ignored.
+    assert "PASSED" in real_log
+    assert all("PASSED" not in e.message for t in run.tests for e in t.entries)
+
+
+def test_real_log_sources_and_times(real_run: RunLog) -> None:
+    basic, disconnect = real_run.tests
+    assert basic.servers == [0, 1, 2]
+    assert disconnect.servers == [0, 1, 2]
+    test_lines = [e.message for e in disconnect.entries if e.server is None]
+    assert len(test_lines) == 1
+    assert re.fullmatch(r"Disconnect [012]", test_lines[0])
+    for test in real_run.tests:
+        times = [e.seconds for e in test.entries]
+        # Threads may log a hair out of order, never by much.
+        assert all(b - a > -0.01 for a, b in pairwise(times))
+        # The lines were logged while pytest timed the test.
+        assert test.duration is not None
+        assert 0 < times[-1] - times[0] < test.duration + 0.05
+
+
+def log(*lines: str) -> RunLog:
+    """Parse the given lines as a log."""
+    return parse_log(lines)
+
+
+def test_unrelated_output_between_and_inside_frames_is_ignored() -> None:
+    run = log(
+        "============ test session starts ============",
+        "12:00:00.000000 [0] a line before any test",
+        "=== RUN test_a",
+        "tests/part1/test_raft.py::test_a ",
+        "-------------- live log call --------------",
+        "12:00:00.100000 [0] becomes Candidate (currentTerm=1)",
+        "12:00:00.150000 some.other.logger says hello",
+        "PASSED                                    [ 50%]",
+        "12:00:00.200000 [TEST] Disconnect 0",
+        "--- PASS: test_a (0.30s)",
+        "12:00:00.300000 [1] a thread logging after its test ended",
+        "1 passed in 0.31s",
+    )
+    (test,) = run.tests
+    assert [(e.server, e.message) for e in test.entries] == [
+        (0, "becomes Candidate (currentTerm=1)"),
+        (None, "Disconnect 0"),
+    ]
+    assert test.malformed == []
+    assert run.outside_lines == 2
+    assert skipped_report(run) == [
+        "ignored 2 log lines outside any test's frame "
+        '(such as pytest\'s "Captured log" of a failed test)'
+    ]
+
+
+def test_failed_skipped_and_unfinished_tests() -> None:
+    run = log(
+        "=== RUN test_pass",
+        "--- PASS: test_pass (0.10s)",
+        "=== RUN test_skip",
+        "--- SKIP: test_skip (0.00s)",
+        "=== RUN test_fail",
+        "12:00:00.000000 [0] becomes Leader; term=1",
+        "--- FAIL: test_fail (1.50s)",
+        "=== RUN test_cut_off",
+        "12:00:01.000000 [0] becomes Follower with term=2",
+    )
+    assert [(t.name, t.status, t.duration) for t in run.tests] == [
+        ("test_pass", "PASS", 0.10),
+        ("test_skip", "SKIP", 0.0),
+        ("test_fail", "FAIL", 1.50),
+        ("test_cut_off", UNFINISHED, None),
+    ]
+    assert [t.failed for t in run.tests] == [False, False, True, True]
+    assert run.failed
+
+
+def test_a_test_with_no_raft_lines() -> None:
+    run = log("=== RUN test_quiet", "--- PASS: test_quiet (0.01s)")
+    (test,) = run.tests
+    assert test.entries == []
+    assert test.servers == []
+    assert not run.failed
+
+
+def test_a_log_with_no_test_fails() -> None:
+    run = log("12:00:00.000000 [0] hello", "nothing framed here")
+    assert run.tests == []
+    assert run.failed
+
+
+def test_malformed_lines_are_skipped_counted_and_reported() -> None:
+    run = log(
+        "=== RUN test_a",
+        "12:00:00.000000 [0] fine",
+        "12:61:00.000000 [0] minute 61",
+        "12:00:00.0x0000 [1] letters in the time",
+        "12:00:00.000000 [leader] not a number",
+        "12:00:00.000000 [1]no space after the source",
+        "12:00:00.100000 [2] also fine",
+        "--- PASS: test_a (0.20s)",
+    )
+    (test,) = run.tests
+    assert [e.message for e in test.entries] == ["fine", "also fine"]
+    assert [(m.lineno, m.reason) for m in test.malformed] == [
+        (3, "bad timestamp"),
+        (4, "bad timestamp"),
+        (5, "source is neither a number nor TEST"),
+        (6, "source is neither a number nor TEST"),
+    ]
+    report = skipped_report(run)
+    assert report[0] == "skipped 4 malformed lines:"
+    assert report[1] == (
+        "  line 3 in test_a (bad timestamp): 12:61:00.000000 [0] minute 61"
+    )
+    assert len(report) == 5
+    # A malformed line does not fail the test.
+    assert not run.failed
+
+
+def test_many_malformed_lines_are_counted_beyond_those_quoted() -> None:
+    bad = [f"12:00:00.000000 [x{i}] bad" for i in range(MAX_REPORTED + 3)]
+    run = log("=== RUN test_a", *bad, "--- PASS: test_a (0.20s)")
+    report = skipped_report(run)
+    assert report[0] == f"skipped {MAX_REPORTED + 3} malformed lines:"
+    assert report[-1] == "  ... and 3 more"
+    assert len(report) == 1 + MAX_REPORTED + 1
+
+
+def test_times_keep_growing_past_midnight() -> None:
+    run = log(
+        "=== RUN test_a",
+        "23:59:59.900000 [0] before midnight",
+        "23:59:59.899000 [1] a hair out of order, same day",
+        "00:00:00.100000 [0] after midnight",
+        "--- PASS: test_a (0.30s)",
+    )
+    seconds = [e.seconds for e in run.tests[0].entries]
+    day = 24 * 3600
+    expected = [day - 0.1, day - 0.101, day + 0.1]
+    assert all(abs(s - e) < 1e-6 for s, e in zip(seconds, expected, strict=True))
+
+
+def test_colour_codes_and_odd_frames() -> None:
+    run = log(
+        "\x1b[32m=== RUN test_a\x1b[0m",
+        "12:00:00.000000 [0] \x1b[1mbold\x1b[0m",
+        "--- PASS: test_a (0.10s)",
+        "--- FAIL: test_never_started (0.20s)",
+        "=== RUN test_b",
+        "=== RUN test_c",
+        "--- PASS: test_c",
+    )
+    assert [(t.name, t.status, t.duration) for t in run.tests] == [
+        ("test_a", "PASS", 0.10),
+        ("test_never_started", "FAIL", 0.20),
+        ("test_b", UNFINISHED, None),
+        ("test_c", "PASS", None),
+    ]
+    assert run.tests[0].entries[0].message == "bold"
+
+
+def test_servers_are_listed_in_numeric_order() -> None:
+    order = [6, 10, 0, 3, 1, 5, 4, 2]
+    lines = [f"12:00:00.{i:06d} [{s}] election timer" for i, s in enumerate(order)]
+    run = log("=== RUN test_a", *lines, "--- PASS: test_a (0.10s)")
+    assert run.tests[0].servers == [0, 1, 2, 3, 4, 5, 6, 10]
