@@ -172,7 +172,8 @@ class ConsensusModule:
         ``message`` is %-formatted with ``args`` only if the line is logged:
         with logging off, a busy server pays next to nothing for its logs.
         """
-        log.debug("[%d] " + message, self.id, *args)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("[%d] " + message, self.id, *args)
 
     def spawn(self, name: str, target: Callable[[*Ts], None], *args: *Ts) -> None:
         """Run ``target(*args)`` on a new thread (the ``go`` statement of the

@@ -281,7 +281,8 @@ class ConsensusModule:
         ``message`` is %-formatted with ``args`` only if the line is logged:
         with logging off, a busy server pays next to nothing for its logs.
         """
-        log.debug("[%d] " + message, self.id, *args)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("[%d] " + message, self.id, *args)
 
     def spawn(self, name: str, target: Callable[[*Ts], None], *args: *Ts) -> None:
         """Run ``target(*args)`` on a new thread (the ``go`` statement of the
@@ -569,8 +570,9 @@ class ConsensusModule:
 
     def trigger_ae(self) -> None:
         """Make the leader send AppendEntries now. Expects ``mu`` held."""
-        self.ae_triggered = True
-        self.wakeup.notify_all()
+        if not self.ae_triggered:  # else the heartbeat timer was woken already
+            self.ae_triggered = True
+            self.wakeup.notify_all()
 
     def leader_send_aes(self) -> None:
         """Send one round of AppendEntries to all peers: to each, the entries
