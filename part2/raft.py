@@ -301,9 +301,12 @@ class ConsensusModule:
                     self.append_new_entries(args)
                     # Entries past the ones this request proves match the
                     # leader's may still be stale: never commit beyond them.
+                    # A delayed request may prove less than we know already:
+                    # the commit index never moves back.
                     last_new_index = args.prev_log_index + len(args.entries)
-                    if args.leader_commit > self.commit_index:
-                        self.commit_index = min(args.leader_commit, last_new_index)
+                    new_commit_index = min(args.leader_commit, last_new_index)
+                    if new_commit_index > self.commit_index:
+                        self.commit_index = new_commit_index
                         self.dlog("... setting commitIndex=%s", self.commit_index)
                         self.new_commit_ready.notify()
             reply = AppendEntriesReply(term=self.current_term, success=success)

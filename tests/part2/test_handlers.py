@@ -117,10 +117,12 @@ def test_commit_index_stops_at_last_new_entry(
 
 
 def test_commit_index_never_moves_back(cm: ConsensusModule) -> None:
-    given(cm, 1, [A1, B1])
-    assert cm.append_entries(ae(1, 1, 1, [], leader_commit=1)).success
-    assert cm.append_entries(ae(1, 1, 1, [], leader_commit=0)).success
-    assert cm.commit_index == 1
+    given(cm, 1, [A1, B1, C1])
+    assert cm.append_entries(ae(1, 2, 1, [], leader_commit=2)).success
+    # An older leader_commit, then a delayed request that proves less.
+    assert cm.append_entries(ae(1, 2, 1, [], leader_commit=0)).success
+    assert cm.append_entries(ae(1, 0, 1, [], leader_commit=3)).success
+    assert cm.commit_index == 2
 
 
 def test_candidate_steps_down_on_append_entries_of_its_term(
