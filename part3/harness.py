@@ -11,10 +11,19 @@ cluster is shut down even when a check fails::
         h.submit_to_server(leader_id, 42)
         h.check_committed_n(42, 3)
 
-The harness collects what every server delivers on its commit channel and
-checks each delivery as it arrives: a server delivers indices in order, each
-once per incarnation, and no two servers ever deliver different entries at
-one index, across crashes and restarts too.
+While a test runs, the harness checks the safety properties of Raft (paper
+Figure 3) continuously, not only when the test asks:
+
+* Election Safety: at most one server becomes leader in a term, counting
+  disconnected servers and crashed incarnations too;
+* State Machine Safety: no two servers ever deliver different entries at one
+  index, across crashes and restarts too; and each server delivers indices in
+  order, each once per incarnation;
+* Leader Completeness: a leader of a term holds every entry committed in an
+  earlier term.
+
+A violation is recorded when it happens and fails the test at the harness's
+next check, or at the latest when the ``with`` block ends.
 """
 
 from __future__ import annotations
@@ -23,10 +32,11 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .raft import CommitEntry
+from .raft import CommitEntry, ConsensusModule, LogEntry
 from .server import Server
 from .storage import MapStorage
 
@@ -42,6 +52,35 @@ POLL_INTERVAL = 0.010
 END_OF_COMMITS = CommitEntry(command=None, index=-1, term=-1)
 """Put on a commit channel by shutdown() to end its collector thread."""
 
+MAX_REPORTED_VIOLATIONS = 10
+"""How many safety violations a failure message quotes; the rest are counted."""
+
+
+class SafetyViolationError(AssertionError):
+    """A safety property of Raft was broken: the test fails with this."""
+
+
+@dataclass(frozen=True)
+class Leadership:
+    """A server becoming leader: its id, its term and its log at that moment.
+
+    A leader never removes entries from its own log, so the log it starts
+    with holds every entry of earlier terms it will ever have.
+    """
+
+    server: int
+    term: int
+    log: tuple[LogEntry, ...]
+
+
+@dataclass(frozen=True)
+class FirstDelivery:
+    """Who first delivered an index, and the highest term any server had
+    become leader in by then."""
+
+    server: int
+    max_leader_term: int
+
 
 def sleep_ms(ms: int) -> None:
     """Sleep ``ms`` milliseconds: part of a scenario, or a negative check."""
@@ -55,17 +94,25 @@ class Harness:
         if n < 1:
             raise ValueError(f"a cluster needs at least one server, got {n}")
         self.n = n
+        # Tells a log reader (tools/raft_check) that a new cluster starts.
+        self.tlog(f"New cluster of {n} servers")
         self.connected = [False] * n
         self.alive = [True] * n
         # A server's storage outlives its crashes: a restart gets it back.
         self.storage = [MapStorage() for _ in range(n)]
-        # mu guards the collected commits and the safety violations found.
+        # mu guards the collected commits, the leaders seen and the safety
+        # violations found. It is taken while a CM holds its own lock (see
+        # watch_elections), never the other way round.
         self.mu = threading.Lock()
         self.commit_chans: list[queue.Queue[CommitEntry]] = []
         self.commits: list[list[CommitEntry]] = [[] for _ in range(n)]
         # The first entry any server delivered at each index: every later
         # delivery at that index, on any server, must be the same entry.
         self.committed: dict[int, CommitEntry] = {}
+        self.first_deliveries: dict[int, FirstDelivery] = {}
+        # Who became leader in each term, and the highest such term.
+        self.leaders: dict[int, Leadership] = {}
+        self.max_leader_term = -1
         self.violations: list[str] = []
         ready = threading.Event()
         self.cluster: list[Server] = []
@@ -74,6 +121,7 @@ class Harness:
             commit_chan: queue.Queue[CommitEntry] = queue.Queue()
             server = Server(i, peer_ids, self.storage[i], ready, commit_chan)
             server.serve()
+            self.watch_elections(server.cm)
             self.commit_chans.append(commit_chan)
             self.cluster.append(server)
         for i in range(n):
@@ -103,8 +151,11 @@ class Harness:
         tb: TracebackType | None,
     ) -> None:
         self.shutdown()
-        if exc_type is None:
-            self.check_safety()
+        # Also when the test failed otherwise: a violation is likely to be
+        # the cause, and its message then comes with the original error.
+        if not isinstance(exc, SafetyViolationError):
+            with self.mu:
+                self.check_safety()
 
     def shutdown(self) -> None:
         """Disconnect and shut down every server, and stop collecting."""
@@ -131,13 +182,14 @@ class Harness:
         self.connected[id] = False
 
     def reconnect_peer(self, id: int) -> None:
-        """Connect server ``id`` to all others again, in both directions."""
+        """Connect server ``id`` again, in both directions, to every server
+        that is connected (a disconnected one stays cut off)."""
         self.check_id(id)
         if not self.alive[id]:
             raise ValueError(f"server {id} is crashed: restart_peer() it")
         self.tlog(f"Reconnect {id}")
         for j in range(self.n):
-            if j != id:
+            if j != id and self.connected[j]:
                 self.cluster[id].connect_to_peer(j, self.cluster[j].get_listen_addr())
                 self.cluster[j].connect_to_peer(id, self.cluster[id].get_listen_addr())
         self.connected[id] = True
@@ -169,6 +221,7 @@ class Harness:
         ready = threading.Event()
         server = Server(id, peer_ids, self.storage[id], ready, self.commit_chans[id])
         server.serve()
+        self.watch_elections(server.cm)
         self.cluster[id] = server
         self.alive[id] = True
         self.reconnect_peer(id)
@@ -213,12 +266,11 @@ class Harness:
                 if self.connected[i]:
                     _, term, is_leader = self.cluster[i].cm.report()
                     if is_leader:
-                        if term in leaders:
-                            raise AssertionError(
-                                f"both {leaders[term]} and {i} are leaders "
-                                f"in term {term}"
-                            )
                         leaders[term] = i
+            # A second leader of a term was recorded by watch_elections
+            # before report() could show it: this sees it.
+            with self.mu:
+                self.check_safety()
             if len(leaders) == 1:
                 ((term, leader_id),) = leaders.items()
                 if term >= min_term:
@@ -232,6 +284,8 @@ class Harness:
 
     def check_no_leader(self) -> None:
         """Fail if any connected server thinks it is the leader."""
+        with self.mu:
+            self.check_safety()
         for i in range(self.n):
             if self.connected[i]:
                 _, term, is_leader = self.cluster[i].cm.report()
@@ -286,6 +340,59 @@ class Harness:
                         f"index {index}; want it not committed"
                     )
 
+    def watch_elections(self, cm: ConsensusModule) -> None:
+        """Have ``cm`` tell the harness each time it becomes leader.
+
+        A CM calls its ``start_leader`` the moment it wins an election,
+        holding its lock, before it acts as leader. Wrapping that method on
+        the instance sees every leadership, even one that lasts a
+        millisecond or happens in a partition, without changing raft.py,
+        and whatever ConsensusModule class the Server built.
+        """
+        start_leader = cm.start_leader
+
+        def start_leader_watched() -> None:
+            self.record_leader(Leadership(cm.id, cm.current_term, tuple(cm.log)))
+            start_leader()
+
+        # mypy forbids assigning to a method; shadowing it on the instance
+        # is exactly what we want here.
+        cm.start_leader = start_leader_watched  # type: ignore[method-assign]
+
+    def record_leader(self, leader: Leadership) -> None:
+        """Check a new leader against Election Safety and Leader
+        Completeness, and remember it.
+
+        Leader Completeness (paper 5.4) promises that an entry committed in
+        term U is in the log of every leader of a term after U. The harness
+        does not see U; but the leader that committed the entry had become
+        leader before the entry was delivered, so U is at most the highest
+        leader term seen by the first delivery. Leaders of later terms are
+        checked; a leader of an earlier term (say, one elected in a
+        partition with a vote granted long ago) may rightly lack the entry.
+        """
+        with self.mu:
+            first = self.leaders.setdefault(leader.term, leader)
+            if first.server != leader.server:
+                self.violation(
+                    f"Election Safety: servers {first.server} and "
+                    f"{leader.server} both became leader in term {leader.term}"
+                )
+            self.max_leader_term = max(self.max_leader_term, leader.term)
+            for index, entry in self.committed.items():
+                delivery = self.first_deliveries[index]
+                if leader.term <= delivery.max_leader_term:
+                    continue
+                held = leader.log[index] if index < len(leader.log) else None
+                if held != LogEntry(entry.command, entry.term):
+                    self.violation(
+                        f"Leader Completeness: server {leader.server} became "
+                        f"leader in term {leader.term} with {held} at index "
+                        f"{index}, but {entry} was committed there (delivered "
+                        f"by server {delivery.server} when the latest leader's "
+                        f"term was {delivery.max_leader_term})"
+                    )
+
     def collect_commits(self, i: int) -> None:
         """Collect what server ``i`` delivers, checking each delivery."""
         while (entry := self.commit_chans[i].get()) is not END_OF_COMMITS:
@@ -293,24 +400,42 @@ class Harness:
             with self.mu:
                 expected_index = len(self.commits[i])
                 if entry.index != expected_index:
-                    self.violations.append(
-                        f"server {i} delivered index {entry.index}, expected "
-                        f"{expected_index}: each index in order, once"
+                    self.violation(
+                        f"Delivery order: server {i} delivered index "
+                        f"{entry.index}, expected {expected_index}: each index "
+                        f"in order, once per incarnation"
                     )
                 first = self.committed.setdefault(entry.index, entry)
-                if first != entry:
-                    self.violations.append(
-                        f"server {i} delivered {entry}, but {first} was "
-                        f"delivered at index {entry.index} before"
+                if first == entry:
+                    self.first_deliveries.setdefault(
+                        entry.index, FirstDelivery(i, self.max_leader_term)
+                    )
+                else:
+                    self.violation(
+                        f"State Machine Safety: server {i} delivered {entry}, "
+                        f"but server {self.first_deliveries[entry.index].server} "
+                        f"delivered {first} at index {entry.index}"
                     )
                 self.commits[i].append(entry)
             # crash_peer() joins the queue to know all has been taken.
             self.commit_chans[i].task_done()
 
+    def violation(self, message: str) -> None:
+        """Record a broken safety property; the test fails at the next
+        check. Expects ``mu`` held."""
+        self.tlog(f"VIOLATION {message}")
+        self.violations.append(message)
+
     def check_safety(self) -> None:
-        """Fail if a delivery broke the rules. Expects ``mu`` held."""
+        """Fail if a safety property was broken. Expects ``mu`` held."""
         if self.violations:
-            raise AssertionError("; ".join(self.violations))
+            quoted = self.violations[:MAX_REPORTED_VIOLATIONS]
+            more = len(self.violations) - len(quoted)
+            raise SafetyViolationError(
+                f"{len(self.violations)} safety violation(s):\n  "
+                + "\n  ".join(quoted)
+                + (f"\n  ... and {more} more" if more else "")
+            )
 
     def index_of(self, command: Any, i: int) -> int:
         """Index at which server ``i`` delivered ``command``, or -1."""

@@ -1,0 +1,101 @@
+"""``python -m tools.raft_check``: check a test run's log for safety violations.
+
+Reads the log from standard input (or a file), checks each test in it, and
+prints the violations found. The exit status is 0 when every test is fine
+(and every planted bug was caught), 1 otherwise, 2 when there is no log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from tools.raft_testlog_viz.parse import parse_log
+
+from .check import Verdict, check_lines, check_run
+
+MAX_SHOWN = 10
+"""How many violations of one test are listed, unless --all is given."""
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """The command line of the checker."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.raft_check",
+        description=(
+            "Check a Raft test run's log against Election Safety, State "
+            "Machine Safety and Leader Completeness. Produce the log with: "
+            "python -m pytest tests/part3 -o log_cli=true > /tmp/raftlog"
+        ),
+    )
+    parser.add_argument(
+        "logfile",
+        nargs="?",
+        type=Path,
+        help="the log to read (default: standard input)",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help=f"list every violation (default: the first {MAX_SHOWN} per test)",
+    )
+    return parser
+
+
+def check_input(lines: list[str]) -> list[Verdict]:
+    """Check the tests of a log; a log without frames is one test."""
+    run = parse_log(lines)
+    if run.tests:
+        return check_run(run)
+    return [check_lines(lines)] if run.outside_lines else []
+
+
+def describe(verdict: Verdict, show_all: bool) -> list[str]:
+    """The lines that report a test needing attention (none if it is fine
+    and runs no planted bug)."""
+    count = len(verdict.violations)
+    if verdict.planted_bug is not None:
+        outcome = f"caught: {count} violation(s)" if count else "MISSED: no violation"
+        head = f"{verdict.name}: planted bug ({verdict.planted_bug}) {outcome}"
+    elif count:
+        head = f"{verdict.name}: {count} violation(s)"
+    else:
+        return []
+    shown = verdict.violations if show_all else verdict.violations[:MAX_SHOWN]
+    lines = [head, *(f"  {v}" for v in shown)]
+    if len(shown) < count:
+        lines.append(f"  ... and {count - len(shown)} more (--all lists them)")
+    return lines
+
+
+def run_checks(lines: list[str], show_all: bool, out: TextIO) -> int:
+    """Check a log, print the report on ``out``; return the exit status."""
+    verdicts = check_input(lines)
+    if not verdicts:
+        print("no Raft log lines in the input", file=out)
+        return 2
+    for verdict in verdicts:
+        for line in describe(verdict, show_all):
+            print(line, file=out)
+    bad = [v for v in verdicts if not v.ok]
+    planted = [v for v in verdicts if v.planted_bug is not None]
+    print(
+        f"checked {len(verdicts)} test(s): {len(bad)} not ok; "
+        f"{sum(v.ok for v in planted)} of {len(planted)} planted bug(s) caught",
+        file=out,
+    )
+    return 1 if bad else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the checker's command line; return the exit status."""
+    args = build_arg_parser().parse_args(argv)
+    if args.logfile is None:
+        lines = sys.stdin.readlines()
+    else:
+        with args.logfile.open(encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    return run_checks(lines, args.all, sys.stdout)
