@@ -79,8 +79,8 @@ def test_disconnect_all_then_restore() -> None:
         h.check_single_leader()
 
 
-def test_election_leader_disconnect_then_reconnect() -> None:
-    with Harness(3) as h:
+def leader_disconnect_then_reconnect(n: int) -> None:
+    with Harness(n) as h:
         orig_leader_id, _ = h.check_single_leader()
 
         h.disconnect_peer(orig_leader_id)
@@ -95,18 +95,12 @@ def test_election_leader_disconnect_then_reconnect() -> None:
         assert again_term == new_term
 
 
+def test_election_leader_disconnect_then_reconnect() -> None:
+    leader_disconnect_then_reconnect(3)
+
+
 def test_election_leader_disconnect_then_reconnect5() -> None:
-    with Harness(5) as h:
-        orig_leader_id, _ = h.check_single_leader()
-
-        h.disconnect_peer(orig_leader_id)
-        new_leader_id, new_term = h.check_single_leader()
-
-        h.reconnect_peer(orig_leader_id)
-        sleep_ms(150)
-        again_leader_id, again_term = h.check_single_leader()
-        assert again_leader_id == new_leader_id
-        assert again_term == new_term
+    leader_disconnect_then_reconnect(5)
 
 
 def test_election_follower_comes_back() -> None:
@@ -336,6 +330,21 @@ def test_disconnect_leader_briefly() -> None:
             h.check_committed_n(value, 3)
 
 
+VALUES = (5, 6, 7)
+
+
+def submit_all(h: Harness, leader_id: int, values: tuple[int, ...]) -> None:
+    """Submit ``values`` to the leader, which must accept each."""
+    for value in values:
+        assert h.submit_to_server(leader_id, value) != -1
+
+
+def check_committed_n_all(h: Harness, values: tuple[int, ...], n: int) -> None:
+    """Check that ``n`` servers committed each of ``values``."""
+    for value in values:
+        h.check_committed_n(value, n)
+
+
 def test_crash_follower() -> None:
     # Crashing a follower doesn't stop the others.
     with Harness(3) as h:
@@ -350,52 +359,39 @@ def test_crash_follower() -> None:
 def test_crash_then_restart_follower() -> None:
     with Harness(3) as h:
         orig_leader_id, _ = h.check_single_leader()
-        values = (5, 6, 7)
-        for value in values:
-            assert h.submit_to_server(orig_leader_id, value) != -1
-        for value in values:
-            h.check_committed_n(value, 3)
+        submit_all(h, orig_leader_id, VALUES)
+        check_committed_n_all(h, VALUES, 3)
 
         h.crash_peer((orig_leader_id + 1) % 3)
-        for value in values:
-            h.check_committed_n(value, 2)
+        check_committed_n_all(h, VALUES, 2)
 
         # The restarted follower delivers the committed log again, once it
         # learns the commit index from the leader.
         h.restart_peer((orig_leader_id + 1) % 3)
-        for value in values:
-            h.check_committed_n(value, 3)
+        check_committed_n_all(h, VALUES, 3)
 
 
 def test_crash_then_restart_leader() -> None:
     with Harness(3) as h:
         orig_leader_id, _ = h.check_single_leader()
-        values = (5, 6, 7)
-        for value in values:
-            assert h.submit_to_server(orig_leader_id, value) != -1
-        for value in values:
-            h.check_committed_n(value, 3)
+        submit_all(h, orig_leader_id, VALUES)
+        check_committed_n_all(h, VALUES, 3)
 
         # Let the others elect a leader, which knows what is committed;
         # the restarted server learns it from there.
         h.crash_peer(orig_leader_id)
         h.check_single_leader()
-        for value in values:
-            h.check_committed_n(value, 2)
+        check_committed_n_all(h, VALUES, 2)
 
         h.restart_peer(orig_leader_id)
-        for value in values:
-            h.check_committed_n(value, 3)
+        check_committed_n_all(h, VALUES, 3)
 
 
 def test_crash_then_restart_all() -> None:
     with Harness(3) as h:
         orig_leader_id, _ = h.check_single_leader()
-        values = (5, 6, 7)
-        for value in values:
-            assert h.submit_to_server(orig_leader_id, value) != -1
-        for value in values:
-            h.check_committed_n(value, 3)
+        submit_all(h, orig_leader_id, VALUES)
+        check_committed_n_all(h, VALUES, 3)
 
         for i in range(3):
             h.crash_peer((orig_leader_id + i) % 3)
@@ -407,8 +403,7 @@ def test_crash_then_restart_all() -> None:
         # learns it by committing an entry of its own term.
         new_leader_id, _ = h.check_single_leader()
         assert h.submit_to_server(new_leader_id, 8) != -1
-        for value in (*values, 8):
-            h.check_committed_n(value, 3)
+        check_committed_n_all(h, (*VALUES, 8), 3)
 
 
 def test_replace_multiple_log_entries() -> None:
