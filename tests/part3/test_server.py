@@ -22,6 +22,12 @@ def vote_args(term: int = 1) -> RequestVoteArgs:
     )
 
 
+@pytest.fixture(autouse=True)
+def reliable_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests inject their own faults: random drops would blur them."""
+    monkeypatch.delenv("RAFT_UNRELIABLE_RPC", raising=False)
+
+
 @pytest.fixture
 def pair() -> Iterator[tuple[Server, Server]]:
     """Two serving servers whose CMs stay dormant (``ready`` is never set)."""
