@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.threadcheck import leaked_threads
+from tools.raft_testlog_viz.frames import TestFrames
 
 pytest_plugins = ["pytester", "tools.raft_testlog_viz.pytest_plugin"]
 
@@ -45,28 +46,15 @@ class LogFramer:
 
     def __init__(self, reporter: pytest.TerminalReporter) -> None:
         self.reporter = reporter
-        self.durations: dict[str, float] = {}
-        self.outcomes: dict[str, str] = {}
+        self.frames = TestFrames()
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
-        self.reporter.write_line(f"=== RUN {test_name(nodeid)}")
+        self.reporter.write_line(self.frames.start(nodeid))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        name = test_name(report.nodeid)
-        self.durations[name] = self.durations.get(name, 0.0) + report.duration
-        if report.failed:
-            self.outcomes[name] = "FAIL"
-        elif report.skipped:
-            self.outcomes.setdefault(name, "SKIP")
-        if report.when == "teardown":
-            status = self.outcomes.pop(name, "PASS")
-            seconds = self.durations.pop(name)
-            self.reporter.write_line(f"--- {status}: {name} ({seconds:.2f}s)")
-
-
-def test_name(nodeid: str) -> str:
-    """The test's name as the log frames show it: the last part of its id."""
-    return nodeid.split("::")[-1]
+        line = self.frames.end(report)
+        if line is not None:
+            self.reporter.write_line(line)
 
 
 @pytest.hookimpl(trylast=True)  # after the terminal reporter is set up

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from .frames import TestFrames
 from .pages import DEFAULT_OUTDIR, Site, write_site
 from .parse import RunLog, parse_log, skipped_report
 
@@ -91,8 +92,7 @@ class RaftViz:
         self.outdir = outdir
         self.lines: list[str] = []
         self.handler = LineHandler(self.lines)
-        self.durations: dict[str, float] = {}
-        self.outcomes: dict[str, str] = {}
+        self.frames = TestFrames()
         self.saved_level = logging.NOTSET
         self.run: RunLog | None = None
         self.site: Site | None = None
@@ -106,20 +106,13 @@ class RaftViz:
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         """Open the test's frame."""
-        self.lines.append(f"=== RUN {frame_name(nodeid)}")
+        self.lines.append(self.frames.start(nodeid))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Close the frame after teardown, with the status of all phases."""
-        name = frame_name(report.nodeid)
-        self.durations[name] = self.durations.get(name, 0.0) + report.duration
-        if report.failed:
-            self.outcomes[name] = "FAIL"
-        elif report.skipped:
-            self.outcomes.setdefault(name, "SKIP")
-        if report.when == "teardown":
-            status = self.outcomes.pop(name, "PASS")
-            seconds = self.durations.pop(name)
-            self.lines.append(f"--- {status}: {name} ({seconds:.2f}s)")
+        line = self.frames.end(report)
+        if line is not None:
+            self.lines.append(line)
 
     def pytest_sessionfinish(self) -> None:
         """Stop listening and write the pages."""
@@ -145,8 +138,3 @@ class RaftViz:
         terminalreporter.write_line(f"index: {self.site.index.as_uri()}")
         for line in skipped_report(self.run):
             terminalreporter.write_line(line, yellow=True)
-
-
-def frame_name(nodeid: str) -> str:
-    """The test's name as the log frames show it: the last part of its id."""
-    return nodeid.split("::")[-1]
