@@ -492,6 +492,7 @@ class ConsensusModule:
     def leader_send_aes(self) -> None:
         """Send one round of AppendEntries to all peers: to each, the entries
         from its next_index on (none, for a follower that is up to date)."""
+        requests: list[tuple[int, AppendEntriesArgs]] = []
         with self.mu:
             if self.state != CMState.LEADER:
                 return
@@ -507,7 +508,11 @@ class ConsensusModule:
                     entries=self.log[next_index:],
                     leader_commit=self.commit_index,
                 )
-                self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
+                requests.append((peer_id, args))
+        # Start the senders once mu is released: starting a thread waits for
+        # it to run, and submit and the RPC handlers should not wait for that.
+        for peer_id, args in requests:
+            self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
 
     def send_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
         """Send one AppendEntries to a peer and act on its reply."""
