@@ -38,6 +38,10 @@ Ts = TypeVarTuple("Ts")
 HEARTBEAT_INTERVAL = 0.050
 """Seconds between two rounds of heartbeats from a leader."""
 
+LOGGED_ENTRIES = 3
+"""A longer list of entries in a logged AppendEntries shows only this many
+at each end."""
+
 
 class CMState(enum.Enum):
     """The state of a consensus module (Figure 2), plus Dead after stop()."""
@@ -97,6 +101,24 @@ class AppendEntriesArgs:
     prev_log_term: int
     entries: list[LogEntry]
     leader_commit: int
+
+    def __str__(self) -> str:
+        """The dataclass repr, with only the ends of a long list of entries.
+
+        A leader resends every entry a follower lacks in each round, so a
+        follower that is cut off for a while would otherwise fill the log
+        with the same entries, over and over.
+        """
+        shown = [repr(entry) for entry in self.entries]
+        if len(shown) > 2 * LOGGED_ENTRIES + 1:
+            hidden = len(shown) - 2 * LOGGED_ENTRIES
+            shown[LOGGED_ENTRIES:-LOGGED_ENTRIES] = [f"... {hidden} more ..."]
+        return (
+            f"AppendEntriesArgs(term={self.term}, leader_id={self.leader_id}, "
+            f"prev_log_index={self.prev_log_index}, "
+            f"prev_log_term={self.prev_log_term}, entries=[{', '.join(shown)}], "
+            f"leader_commit={self.leader_commit})"
+        )
 
 
 @dataclass(frozen=True)

@@ -177,3 +177,12 @@ def test_submit_on_a_follower_or_a_stopped_cm_fails(cm: ConsensusModule) -> None
     cm.stop()
     assert not cm.submit("x")
     assert cm.log == []
+
+
+def test_logged_append_entries_shows_only_the_ends_of_a_long_list() -> None:
+    entries = [LogEntry(i, 1) for i in range(10)]
+    short = ae(2, -1, -1, entries[:7])
+    assert str(short) == repr(short)
+    long = ae(2, -1, -1, entries)
+    middle = ", ".join(repr(entry) for entry in entries[3:7])
+    assert str(long) == repr(long).replace(middle, "... 4 more ...")

@@ -284,3 +284,12 @@ def test_leader_uses_conflict_hints(
         assert cm.next_index[1] == next_index
     finally:
         cm.stop()
+
+
+def test_logged_append_entries_shows_only_the_ends_of_a_long_list() -> None:
+    entries = [LogEntry(i, 1) for i in range(10)]
+    short = ae(2, -1, -1, entries[:7])
+    assert str(short) == repr(short)
+    long = ae(2, -1, -1, entries)
+    middle = ", ".join(repr(entry) for entry in entries[3:7])
+    assert str(long) == repr(long).replace(middle, "... 4 more ...")
