@@ -109,10 +109,13 @@ class AppendEntriesArgs:
         follower that is cut off for a while would otherwise fill the log
         with the same entries, over and over.
         """
-        shown = [repr(entry) for entry in self.entries]
-        if len(shown) > 2 * LOGGED_ENTRIES + 1:
-            hidden = len(shown) - 2 * LOGGED_ENTRIES
-            shown[LOGGED_ENTRIES:-LOGGED_ENTRIES] = [f"... {hidden} more ..."]
+        hidden = len(self.entries) - 2 * LOGGED_ENTRIES
+        if hidden <= 1:
+            shown = [repr(entry) for entry in self.entries]
+        else:
+            ends = self.entries[:LOGGED_ENTRIES] + self.entries[-LOGGED_ENTRIES:]
+            shown = [repr(entry) for entry in ends]
+            shown.insert(LOGGED_ENTRIES, f"... {hidden} more ...")
         return (
             f"AppendEntriesArgs(term={self.term}, leader_id={self.leader_id}, "
             f"prev_log_index={self.prev_log_index}, "
