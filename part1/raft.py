@@ -379,7 +379,6 @@ class ConsensusModule:
 
     def leader_send_heartbeats(self) -> None:
         """Send one round of heartbeats (empty AppendEntries) to all peers."""
-        requests: list[tuple[int, AppendEntriesArgs]] = []
         with self.mu:
             if self.state != CMState.LEADER:
                 return
@@ -392,11 +391,7 @@ class ConsensusModule:
                     entries=[],
                     leader_commit=-1,
                 )
-                requests.append((peer_id, args))
-        # Start the senders once mu is released: starting a thread waits for
-        # it to run, and the RPC handlers should not wait for that.
-        for peer_id, args in requests:
-            self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
+                self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
 
     def send_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
         """Send one AppendEntries to a peer and act on its reply."""

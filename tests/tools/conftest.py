@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 
@@ -18,16 +20,31 @@ REAL_TESTS = ["test_election_basic", "test_election_leader_disconnect"]
 between them they elect, disconnect a leader and elect again."""
 
 
-def run_pytest(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m pytest *args`` in the repository, as a reader would."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+def run_python(
+    *args: str,
+    stdin: IO[Any] | None = None,
+    input_text: str | None = None,
+    env: Mapping[str, str | None] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python *args`` in the repository, as a reader would, and
+    capture its output. The environment is this one without
+    PYTEST_ADDOPTS, changed by ``env`` (a None value removes a variable)."""
+    environ = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    for key, value in (env or {}).items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
     return subprocess.run(
-        [sys.executable, "-m", "pytest", *args],
+        [sys.executable, *args],
         cwd=ROOT,
-        env=env,
+        env=environ,
+        stdin=stdin,
+        input=input_text,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
 
@@ -36,7 +53,7 @@ def run_pytest(*args: str) -> subprocess.CompletedProcess[str]:
 def real_log() -> str:
     """The live log (``-o log_cli=true``) of two real part1 tests."""
     ids = [f"tests/part1/test_raft.py::{name}" for name in REAL_TESTS]
-    result = run_pytest(*ids, "-o", "log_cli=true")
+    result = run_python("-m", "pytest", *ids, "-o", "log_cli=true")
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

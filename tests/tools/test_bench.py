@@ -9,24 +9,21 @@ import io
 import json
 import logging
 import math
-import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 from rich.progress import Progress
 
+from tests.tools.conftest import run_python
 from tools.bench.cli import build_arg_parser, settings_from_args
 from tools.bench.cluster import accepted, load_part, raft_logging
 from tools.bench.measure import Measurement, Runner, percentile
 from tools.bench.progress import PhaseProgress
 from tools.bench.report import ENV_KNOBS, Target, build_figures
 from tools.bench.settings import QUICK, Settings, Step
-
-ROOT = Path(__file__).resolve().parents[2]
 
 QUICK_RUNS = {
     "part3": ["--quick"],
@@ -59,17 +56,19 @@ def quick_run(
     and the JSON document it wrote."""
     part: str = request.param
     path = tmp_path_factory.mktemp("bench") / f"{part}.json"
-    env = {k: v for k, v in os.environ.items() if k not in ENV_KNOBS}
-    env["COLUMNS"] = "200"  # the table is not squeezed into 80 columns
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.bench", "--part", part, "--json", str(path)]
-        + QUICK_RUNS[part],
-        cwd=ROOT,
+    # The table is not squeezed into 80 columns, and no knob is set.
+    env: dict[str, str | None] = dict.fromkeys(ENV_KNOBS)
+    env["COLUMNS"] = "200"
+    result = run_python(
+        "-m",
+        "tools.bench",
+        "--part",
+        part,
+        "--json",
+        str(path),
+        *QUICK_RUNS[part],
         env=env,
-        capture_output=True,
-        text=True,
         timeout=110,
-        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result, json.loads(path.read_text())

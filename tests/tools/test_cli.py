@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from tests.tools.conftest import REAL_TESTS, ROOT
+from tests.tools.conftest import REAL_TESTS, run_python
 from tools.raft_testlog_viz.assets import STATE_COLOURS
 from tools.raft_testlog_viz.cli import main
 
@@ -47,14 +45,8 @@ def test_two_step_workflow_on_a_real_log(real_log: str, tmp_path: Path) -> None:
     log = write(tmp_path, real_log)
     outdir = tmp_path / "pages"
     with log.open() as stdin:
-        result = subprocess.run(
-            [sys.executable, "-m", "tools.raft_testlog_viz", "--outdir", str(outdir)],
-            cwd=ROOT,
-            stdin=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        result = run_python(
+            "-m", "tools.raft_testlog_viz", "--outdir", str(outdir), stdin=stdin
         )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()

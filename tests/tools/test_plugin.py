@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.tools.conftest import ROOT
+from tests.tools.conftest import run_python
 
 PLUGIN = "tools.raft_testlog_viz.pytest_plugin"
 
@@ -52,24 +49,14 @@ def only_this_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_one_command_on_a_real_test(tmp_path: Path) -> None:
     # The README's command, with the bare flag: pages go to <temp>/raftviz.
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
-    env["TMPDIR"] = str(tmp_path)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "tests/part1",
-            "-k",
-            "test_election_basic",
-            "--raft-viz",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = run_python(
+        "-m",
+        "pytest",
+        "tests/part1",
+        "-k",
+        "test_election_basic",
+        "--raft-viz",
+        env={"TMPDIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     outdir = (tmp_path / "raftviz").resolve()

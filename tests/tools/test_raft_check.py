@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.tools.conftest import run_python
 from tools.raft_check import PLANTED_BUG, Violation, check_lines, check_log
 from tools.raft_check.cli import main, run_checks
 
@@ -246,12 +245,20 @@ def test_cli_reads_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 def test_python_m_reads_standard_input() -> None:
     log = framed("test_x", lines(leader(0, 1), leader(1, 1)))
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.raft_check"],
-        input="\n".join(log) + "\n",
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_python("-m", "tools.raft_check", input_text="\n".join(log) + "\n")
     assert result.returncode == 1
     assert "Election Safety: servers 0 (line 2) and 1" in result.stdout
+
+
+def test_bytes_that_are_not_utf8_on_standard_input_are_replaced(
+    tmp_path: Path,
+) -> None:
+    log = framed("test_x", lines(leader(0, 1), "submitting \udcff", leader(1, 1)))
+    path = tmp_path / "raft.log"
+    path.write_bytes(("\n".join(log) + "\n").encode("utf-8", "surrogateescape"))
+    with path.open("rb") as stdin:
+        # Python's own standard input would refuse the byte.
+        env = {"PYTHONIOENCODING": "utf-8:strict"}
+        result = run_python("-m", "tools.raft_check", stdin=stdin, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "line 4: Election Safety: servers 0 (line 2) and 1" in result.stdout

@@ -7,12 +7,10 @@ part1 log: each of 29 tests repeats a real test's lines, shifted in time.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.tools.conftest import ROOT
+from tests.tools.conftest import run_python
 from tools.raft_testlog_viz.parse import RunLog
 
 TESTS = 29
@@ -59,14 +57,8 @@ def test_a_whole_run_renders_in_under_five_seconds(
     assert lines > LINES
     began = time.perf_counter()
     with log.open() as stdin:
-        result = subprocess.run(
-            [sys.executable, "-m", "tools.raft_testlog_viz", "--outdir", str(tmp_path)],
-            cwd=ROOT,
-            stdin=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        result = run_python(
+            "-m", "tools.raft_testlog_viz", "--outdir", str(tmp_path), stdin=stdin
         )
     elapsed = time.perf_counter() - began
     assert result.returncode == 0, result.stderr

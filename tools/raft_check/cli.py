@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from tools.raft_testlog_viz.parse import parse_log
+from tools.raft_testlog_viz.parse import open_log, parse_log
 
 from .check import Verdict, check_lines, check_run
 
@@ -92,10 +92,10 @@ def run_checks(lines: list[str], show_all: bool, out: TextIO) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the checker's command line; return the exit status."""
-    args = build_arg_parser().parse_args(argv)
-    if args.logfile is None:
-        lines = sys.stdin.readlines()
-    else:
-        with args.logfile.open(encoding="utf-8", errors="replace") as f:
-            lines = f.readlines()
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    if args.logfile is None and sys.stdin.isatty():
+        parser.error("give the log on standard input (< FILE) or as LOGFILE")
+    with open_log(args.logfile) as log:
+        lines = log.readlines()
     return run_checks(lines, args.all, sys.stdout)

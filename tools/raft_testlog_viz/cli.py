@@ -8,7 +8,6 @@ page per test plus ``index.html`` and prints a summary table, or, with
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .pages import DEFAULT_OUTDIR, Site, format_duration, write_site
-from .parse import RunLog, parse_log, skipped_report
+from .parse import RunLog, open_log, parse_log, skipped_report
 from .terminal import render_timeline
 from .timeline import build_timeline
 
@@ -84,7 +83,8 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     console = console or Console()
     if args.logfile is None and sys.stdin.isatty():
         parser.error("give the log on standard input (< FILE) or as LOGFILE")
-    run = _read_log(args.logfile)
+    with open_log(args.logfile) as log:
+        run = parse_log(log)
     if args.test is not None:
         selected = [t for t in run.tests if t.name == args.test]
         if not selected:
@@ -94,19 +94,6 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     if args.terminal:
         return show_in_terminal(run, console, hide_heartbeats=args.hide_heartbeats)
     return write_and_summarize(run, args.outdir, console)
-
-
-def _read_log(path: Path | None) -> RunLog:
-    # A log may hold bytes that are not UTF-8 (a test printing binary data):
-    # they must not stop the visualizer, so they are replaced.
-    if path is not None:
-        with path.open(encoding="utf-8", errors="replace") as log:
-            return parse_log(log)
-    stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-    try:
-        return parse_log(stdin)
-    finally:
-        stdin.detach()  # leave standard input itself open
 
 
 def show_in_terminal(run: RunLog, console: Console, *, hide_heartbeats: bool) -> int:

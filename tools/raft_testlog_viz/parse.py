@@ -18,10 +18,14 @@ a record of some other logger: ignored.)
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from pathlib import Path
+from typing import NamedTuple, TextIO
 
 UNFINISHED = "UNFINISHED"
 """Status of a test whose frame was never closed (the log was cut off)."""
@@ -246,3 +250,22 @@ def skipped_report(run: RunLog) -> list[str]:
             '(such as pytest\'s "Captured log" of a failed test)'
         )
     return report
+
+
+@contextlib.contextmanager
+def open_log(path: Path | None) -> Iterator[TextIO]:
+    """The log at ``path``, or standard input if None, as text.
+
+    A log may hold bytes that are not UTF-8 (a test printing binary data):
+    they must not stop the tools, so they are replaced. Standard input is
+    left open.
+    """
+    if path is not None:
+        with path.open(encoding="utf-8", errors="replace") as log:
+            yield log
+        return
+    stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    try:
+        yield stdin
+    finally:
+        stdin.detach()
