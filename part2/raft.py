@@ -160,6 +160,10 @@ class ConsensusModule:
         # Held while putting on commit_chan, which happens outside `mu`;
         # stop() takes it to wait out a delivery in progress.
         self.commit_chan_mu = threading.Lock()
+        # Held while a round of AppendEntries starts its sender threads,
+        # which happens outside `mu`; stop() takes it, so that no thread
+        # starts after stop() has returned.
+        self.senders_mu = threading.Lock()
 
         self.id = id
         self.peer_ids = list(peer_ids)
@@ -224,15 +228,18 @@ class ConsensusModule:
         Every thread checks the state under ``mu`` before acting, so once the
         state is Dead nothing else happens; the notify wakes waiting loops so
         they notice at once instead of at their next deadline. Nothing is put
-        on commit_chan after stop() returns.
+        on commit_chan, and no thread is started, after stop() returns.
         """
         with self.mu:
             self.state = CMState.DEAD
             self.dlog("becomes Dead")
             self.wakeup.notify_all()
             self.new_commit_ready.notify_all()
-        # Wait until a delivery in progress is over.
+        # Wait until a delivery, or the start of a round's senders, in
+        # progress is over.
         with self.commit_chan_mu:
+            pass
+        with self.senders_mu:
             pass
 
     def dlog(self, message: str, *args: object) -> None:
@@ -534,10 +541,16 @@ class ConsensusModule:
                     leader_commit=self.commit_index,
                 )
                 requests.append((peer_id, args))
+            # Taken before mu is released: a stop() that comes after this
+            # round was built waits until its threads have started.
+            self.senders_mu.acquire()
         # Start the senders once mu is released: starting a thread waits for
         # it to run, and submit and the RPC handlers should not wait for that.
-        for peer_id, args in requests:
-            self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
+        try:
+            for peer_id, args in requests:
+                self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
+        finally:
+            self.senders_mu.release()
 
     def send_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
         """Send one AppendEntries to a peer and act on its reply."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -293,3 +293,34 @@ def test_logged_append_entries_shows_only_the_ends_of_a_long_list() -> None:
     long = ae(2, -1, -1, entries)
     middle = ", ".join(repr(entry) for entry in entries[3:7])
     assert str(long) == repr(long).replace(middle, "... 4 more ...")
+
+
+def test_stop_waits_for_a_round_starting_its_senders(
+    cm: ConsensusModule, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A leader starts a round's sender threads after releasing mu. stop()
+    # must wait for that, or a thread could start after it returned.
+    starting, go_on = threading.Event(), threading.Event()
+
+    def slow_spawn(name: str, target: Callable[..., None], *args: object) -> None:
+        starting.set()
+        go_on.wait()
+
+    monkeypatch.setattr(cm, "spawn", slow_spawn)
+    with cm.mu:
+        cm.state = CMState.LEADER
+        cm.next_index = {1: 0, 2: 0}
+        cm.match_index = {1: -1, 2: -1}
+    sending = threading.Thread(target=cm.leader_send_aes)
+    sending.start()
+    try:
+        assert starting.wait(5)
+        stopping = threading.Thread(target=cm.stop)
+        stopping.start()
+        stopping.join(0.2)
+        assert stopping.is_alive(), "stop() returned while senders were starting"
+    finally:
+        go_on.set()
+        sending.join(5)
+    stopping.join(5)
+    assert not stopping.is_alive()
