@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 
 import pytest
 
 from part2.raft import (
+    AE_SENDER_THREADS,
     AppendEntriesArgs,
     CMState,
     CommitEntry,
@@ -188,32 +190,74 @@ def test_logged_append_entries_shows_only_the_ends_of_a_long_list() -> None:
     assert str(long) == repr(long).replace(middle, "... 4 more ...")
 
 
-def test_stop_waits_for_a_round_starting_its_senders(
-    cm: ConsensusModule, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A leader starts a round's sender threads after releasing mu. stop()
-    # must wait for that, or a thread could start after it returned.
-    starting, go_on = threading.Event(), threading.Event()
+class StuckPeers:
+    """A server whose calls to peers hang until ``release`` is set, then
+    fail; it counts the calls that were made."""
 
-    def slow_spawn(name: str, target: Callable[..., None], *args: object) -> None:
-        starting.set()
-        go_on.wait()
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.mu = threading.Lock()
+        self.calls = 0
 
-    monkeypatch.setattr(cm, "spawn", slow_spawn)
+    def call(self, peer_id: int, service_method: str, args: object) -> object:
+        with self.mu:
+            self.calls += 1
+        self.release.wait()
+        raise ConnectionError("no reply")
+
+    def call_count(self) -> int:
+        with self.mu:
+            return self.calls
+
+
+def lead(cm: ConsensusModule) -> None:
     with cm.mu:
         cm.state = CMState.LEADER
-        cm.next_index = {1: 0, 2: 0}
-        cm.match_index = {1: -1, 2: -1}
-    sending = threading.Thread(target=cm.leader_send_aes)
-    sending.start()
+        cm.next_index = dict.fromkeys(cm.peer_ids, 0)
+        cm.match_index = dict.fromkeys(cm.peer_ids, -1)
+
+
+def test_stop_drops_append_entries_not_yet_sent(
+    commit_chan: queue.Queue[CommitEntry],
+) -> None:
+    # Every sender thread is stuck in a call; the requests of later rounds
+    # wait for a free one. stop() must drop them: a dead server sends nothing.
+    server = StuckPeers()
+    cm = ConsensusModule(0, [1, 2], server, threading.Event(), commit_chan)
+    lead(cm)
+    for _ in range(AE_SENDER_THREADS):  # two requests per round
+        cm.leader_send_aes()
+    deadline = time.monotonic() + 5
+    while server.call_count() < AE_SENDER_THREADS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.call_count() == AE_SENDER_THREADS
+    cm.stop()
+    server.release.set()
+    cm.ae_senders.shutdown(wait=True)
+    assert server.call_count() == AE_SENDER_THREADS
+
+
+def test_an_error_in_an_append_entries_sender_is_reported(
+    commit_chan: queue.Queue[CommitEntry],
+) -> None:
+    # A sender runs on a pool, which would keep the exception to itself; it
+    # must reach threading.excepthook like the error of any other thread.
+    class BrokenPeers:
+        def call(self, peer_id: int, service_method: str, args: object) -> object:
+            raise ValueError("broken")
+
+    reported: queue.Queue[threading.ExceptHookArgs] = queue.Queue()
+    saved_hook = threading.excepthook
+    threading.excepthook = reported.put
     try:
-        assert starting.wait(5)
-        stopping = threading.Thread(target=cm.stop)
-        stopping.start()
-        stopping.join(0.2)
-        assert stopping.is_alive(), "stop() returned while senders were starting"
+        server = BrokenPeers()
+        cm = ConsensusModule(0, [1], server, threading.Event(), commit_chan)
+        lead(cm)
+        cm.leader_send_aes()
+        error = reported.get(timeout=5)
+        cm.stop()
     finally:
-        go_on.set()
-        sending.join(5)
-    stopping.join(5)
-    assert not stopping.is_alive()
+        threading.excepthook = saved_hook
+    assert error.exc_type is ValueError
+    assert error.thread is not None
+    assert error.thread.name.startswith("cm0-ae")
