@@ -13,12 +13,12 @@ and every field of the ConsensusModule is guarded by its one lock, ``mu``.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
 import queue
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +39,8 @@ at each end."""
 
 AE_SENDER_THREADS = 32
 """Most threads a leader keeps for sending AppendEntries: enough for every
-peer of a 5-server cluster to have several requests in flight."""
+peer of a 5-server cluster to have several requests in flight. When all of
+them are busy, further requests wait their turn."""
 
 
 class CMState(enum.Enum):
@@ -146,12 +147,10 @@ def report_errors(target: Callable[[*Ts], None], *args: *Ts) -> None:
     would keep it in a future that nobody looks at."""
     try:
         target(*args)
-    except Exception:
-        exc_type, exc_value, exc_traceback = sys.exc_info()
+    except Exception as error:
+        thread = threading.current_thread()
         threading.excepthook(
-            threading.ExceptHookArgs(
-                (exc_type, exc_value, exc_traceback, threading.current_thread())
-            )
+            threading.ExceptHookArgs((type(error), error, error.__traceback__, thread))
         )
 
 
@@ -185,7 +184,9 @@ class ConsensusModule:
         # that in a pool instead of starting one per request (the Go original
         # starts a goroutine): a thread costs about 0.1 ms of CPU to start,
         # and the request waits for it. Requests go to the pool under `mu`,
-        # and stop() shuts the pool down under `mu`.
+        # and stop() shuts the pool down under `mu`, so a request never meets
+        # a pool that is shut down. (When the pool grows, it starts a thread
+        # under `mu`; that happens at most AE_SENDER_THREADS times.)
         self.ae_senders = ThreadPoolExecutor(
             AE_SENDER_THREADS, thread_name_prefix=f"cm{id}-ae"
         )
@@ -253,16 +254,17 @@ class ConsensusModule:
         Every thread checks the state under ``mu`` before acting, so once the
         state is Dead nothing else happens; the notify wakes waiting loops so
         they notice at once instead of at their next deadline. Nothing is put
-        on commit_chan, and no thread is started or RPC sent, after stop()
-        returns.
+        on commit_chan, and no thread is started, after stop() returns; an
+        AppendEntries a sender thread took before may still go out, and its
+        reply is ignored.
         """
         with self.mu:
             self.state = CMState.DEAD
             self.dlog("becomes Dead")
             self.wakeup.notify_all()
             self.new_commit_ready.notify_all()
-            # AppendEntries still waiting for a sender are dropped, and the
-            # sender threads end once they are idle.
+            # AppendEntries still waiting for a sender thread are dropped, and
+            # the sender threads end once they are idle.
             self.ae_senders.shutdown(wait=False, cancel_futures=True)
         # Wait until a delivery in progress is over.
         with self.commit_chan_mu:
@@ -565,9 +567,19 @@ class ConsensusModule:
                     entries=self.log[next_index:],
                     leader_commit=self.commit_index,
                 )
-                self.ae_senders.submit(
-                    report_errors, self.send_append_entries, peer_id, args
-                )
+                self.queue_append_entries(peer_id, args)
+
+    def queue_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
+        """Hand an AppendEntries to the pool of sender threads. Expects ``mu``.
+
+        The pool refuses it (RuntimeError) only while the interpreter exits:
+        that shuts every pool down, even the pool of a server nobody stopped,
+        and leaves nothing to send for.
+        """
+        with contextlib.suppress(RuntimeError):
+            self.ae_senders.submit(
+                report_errors, self.send_append_entries, peer_id, args
+            )
 
     def send_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
         """Send one AppendEntries to a peer and act on its reply."""

@@ -9,7 +9,14 @@ misbehave.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from part2.harness import Harness, sleep_ms
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_election_basic() -> None:
@@ -256,3 +263,44 @@ def test_commits_with_leader_disconnects() -> None:
 
         # But 7 never is: the new leader's entries replaced it.
         h.check_not_committed(7)
+
+
+# --- A program that ends without shutting its servers down -------------------
+
+EXIT_WITHOUT_SHUTDOWN = """
+import queue, threading, time
+from part2.server import Server
+
+def peers(i):
+    return [p for p in range(3) if p != i]
+
+ready = threading.Event()
+servers = [Server(i, peers(i), ready, queue.Queue()) for i in range(3)]
+for server in servers:
+    server.serve()
+for i, server in enumerate(servers):
+    for j in peers(i):
+        server.connect_to_peer(j, servers[j].get_listen_addr())
+ready.set()
+deadline = time.monotonic() + 10
+while not any(s.cm.report()[2] for s in servers):
+    assert time.monotonic() < deadline, "no leader"
+    time.sleep(0.01)
+# A thread that outlives the main one keeps the leader's heartbeats going
+# while the interpreter shuts down.
+threading.Thread(target=time.sleep, args=(0.3,)).start()
+"""
+
+
+def test_exit_without_shutdown_is_quiet() -> None:
+    # At exit, the interpreter shuts down every thread pool, the leader's
+    # AppendEntries senders too, while its heartbeat loop still runs. The
+    # program must still end cleanly, without a traceback.
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_WITHOUT_SHUTDOWN],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (0, "")

@@ -328,20 +328,22 @@ def test_stop_drops_append_entries_not_yet_sent(
     commit_chan: queue.Queue[CommitEntry],
 ) -> None:
     # Every sender thread is stuck in a call; the requests of later rounds
-    # wait for a free one. stop() must drop them: a dead server sends nothing.
+    # wait for a free one. stop() must drop them: a dead server sends no more.
     server = StuckPeers()
     cm = ConsensusModule(
         0, [1, 2], server, MapStorage(), threading.Event(), commit_chan
     )
-    lead(cm)
-    for _ in range(AE_SENDER_THREADS):  # two requests per round
-        cm.leader_send_aes()
-    deadline = time.monotonic() + 5
-    while server.call_count() < AE_SENDER_THREADS and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.call_count() == AE_SENDER_THREADS
-    cm.stop()
-    server.release.set()
+    try:
+        lead(cm)
+        for _ in range(AE_SENDER_THREADS):  # two requests per round
+            cm.leader_send_aes()
+        deadline = time.monotonic() + 5
+        while server.call_count() < AE_SENDER_THREADS and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.call_count() == AE_SENDER_THREADS
+    finally:
+        cm.stop()
+        server.release.set()
     cm.ae_senders.shutdown(wait=True)
     assert server.call_count() == AE_SENDER_THREADS
 
@@ -356,18 +358,16 @@ def test_an_error_in_an_append_entries_sender_is_reported(
             raise ValueError("broken")
 
     reported: queue.Queue[threading.ExceptHookArgs] = queue.Queue()
+    server = BrokenPeers()
+    cm = ConsensusModule(0, [1], server, MapStorage(), threading.Event(), commit_chan)
     saved_hook = threading.excepthook
     threading.excepthook = reported.put
     try:
-        server = BrokenPeers()
-        cm = ConsensusModule(
-            0, [1], server, MapStorage(), threading.Event(), commit_chan
-        )
         lead(cm)
         cm.leader_send_aes()
         error = reported.get(timeout=5)
-        cm.stop()
     finally:
+        cm.stop()
         threading.excepthook = saved_hook
     assert error.exc_type is ValueError
     assert error.thread is not None
