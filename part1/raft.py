@@ -10,9 +10,9 @@ rules that keep an election safe:
   ignored;
 * votes: a server grants at most one vote per term.
 
-Each server runs on real threads (an election timer, a heartbeat loop, one
-thread per outgoing RPC) and every field of the ConsensusModule is guarded by
-its one lock, ``mu``.
+Each server runs on real threads (an election timer, a heartbeat loop and
+one short-lived thread per outgoing RPC) and every field of the
+ConsensusModule is guarded by its one lock, ``mu``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ Ts = TypeVarTuple("Ts")
 
 HEARTBEAT_INTERVAL = 0.050
 """Seconds between two rounds of heartbeats from a leader."""
+
+LOGGED_ENTRIES = 3
+"""A longer list of entries in a logged AppendEntries shows only this many
+at each end."""
 
 
 class CMState(enum.Enum):
@@ -84,6 +88,27 @@ class AppendEntriesArgs:
     entries: list[LogEntry]
     leader_commit: int
 
+    def __str__(self) -> str:
+        """The dataclass repr, with only the ends of a long list of entries.
+
+        From part 2 on, a leader resends every entry a follower lacks in each
+        round, so a follower that is cut off for a while would otherwise fill
+        the log with the same entries, over and over.
+        """
+        hidden = len(self.entries) - 2 * LOGGED_ENTRIES
+        if hidden <= 1:
+            shown = [repr(entry) for entry in self.entries]
+        else:
+            ends = self.entries[:LOGGED_ENTRIES] + self.entries[-LOGGED_ENTRIES:]
+            shown = [repr(entry) for entry in ends]
+            shown.insert(LOGGED_ENTRIES, f"... {hidden} more ...")
+        return (
+            f"AppendEntriesArgs(term={self.term}, leader_id={self.leader_id}, "
+            f"prev_log_index={self.prev_log_index}, "
+            f"prev_log_term={self.prev_log_term}, entries=[{', '.join(shown)}], "
+            f"leader_commit={self.leader_commit})"
+        )
+
 
 @dataclass(frozen=True)
 class AppendEntriesReply:
@@ -133,7 +158,7 @@ class ConsensusModule:
         self.voted_for = -1
         self.log: list[LogEntry] = []
 
-        # Volatile state.
+        # Volatile state on all servers.
         self.state = CMState.FOLLOWER
         self.election_reset_event = time.monotonic()
 
@@ -185,10 +210,14 @@ class ConsensusModule:
     # --- RPC handlers ---------------------------------------------------
 
     def request_vote(self, args: RequestVoteArgs) -> RequestVoteReply:
-        """Handle a RequestVote RPC: grant at most one vote per term."""
+        """Handle a RequestVote RPC: grant at most one vote per term.
+
+        A stopped CM does not answer: the call fails with ConnectionError,
+        as if the message had been lost.
+        """
         with self.mu:
             if self.state == CMState.DEAD:
-                return RequestVoteReply(term=self.current_term, vote_granted=False)
+                raise ConnectionError(f"server {self.id} is dead: no answer")
             self.dlog(
                 "RequestVote: %s [currentTerm=%s, votedFor=%s]",
                 args,
@@ -201,9 +230,10 @@ class ConsensusModule:
                 self.become_follower(args.term)
 
             vote_granted = False
-            if self.current_term == args.term and self.voted_for in (
-                -1,
-                args.candidate_id,
+            if (
+                self.current_term == args.term
+                # At most one vote per term.
+                and self.voted_for in (-1, args.candidate_id)
             ):
                 vote_granted = True
                 self.voted_for = args.candidate_id
@@ -215,10 +245,13 @@ class ConsensusModule:
             return reply
 
     def append_entries(self, args: AppendEntriesArgs) -> AppendEntriesReply:
-        """Handle an AppendEntries RPC: here, a heartbeat from a leader."""
+        """Handle an AppendEntries RPC: here, a heartbeat from a leader.
+
+        A stopped CM does not answer, as in ``request_vote``.
+        """
         with self.mu:
             if self.state == CMState.DEAD:
-                return AppendEntriesReply(term=self.current_term, success=False)
+                raise ConnectionError(f"server {self.id} is dead: no answer")
             self.dlog("AppendEntries: %s", args)
 
             if args.term > self.current_term:
@@ -293,7 +326,7 @@ class ConsensusModule:
         self.voted_for = self.id
         self.dlog("becomes Candidate (currentTerm=%s)", saved_current_term)
 
-        votes_received = 1
+        votes_received = 0
         args = RequestVoteArgs(
             term=saved_current_term,
             candidate_id=self.id,
@@ -301,8 +334,15 @@ class ConsensusModule:
             last_log_term=-1,
         )
 
-        def request_vote_from(peer_id: int) -> None:
+        def count_vote() -> None:
+            """Count a vote for us; with a majority, lead. Expects ``mu``."""
             nonlocal votes_received
+            votes_received += 1
+            if votes_received * 2 > len(self.peer_ids) + 1:
+                self.dlog("wins election with %s votes", votes_received)
+                self.start_leader()
+
+        def request_vote_from(peer_id: int) -> None:
             assert self.server is not None
             self.dlog("sending RequestVote to %s: %s", peer_id, args)
             try:
@@ -324,11 +364,10 @@ class ConsensusModule:
                     self.dlog("term out of date in RequestVoteReply")
                     self.become_follower(reply.term)
                 elif reply.term == self.current_term and reply.vote_granted:
-                    votes_received += 1
-                    if votes_received * 2 > len(self.peer_ids) + 1:
-                        self.dlog("wins election with %s votes", votes_received)
-                        self.start_leader()
+                    count_vote()
 
+        # Our own vote: in a cluster of one server, it is a majority already.
+        count_vote()
         for peer_id in self.peer_ids:
             self.spawn(f"vote-{peer_id}", request_vote_from, peer_id)
 
@@ -341,13 +380,18 @@ class ConsensusModule:
         The vote is forgotten only when the term really increases: a
         candidate that learns of this term's leader has already voted (for
         itself) in this term and must not vote again.
+
+        The election timer keeps its deadline: only an AppendEntries from
+        the current leader or a granted vote resets it (Figure 2), and the
+        handlers do that. A leader ran no timer; its first one starts now.
         """
         self.dlog("becomes Follower with term=%s", term)
+        if self.state == CMState.LEADER:
+            self.election_reset_event = time.monotonic()
         self.state = CMState.FOLLOWER
         if term > self.current_term:
             self.current_term = term
             self.voted_for = -1
-        self.election_reset_event = time.monotonic()
         self.wakeup.notify_all()
         # A dormant CM runs no timer: wait_until_ready starts the first one.
         if self.ready.is_set():
@@ -356,7 +400,11 @@ class ConsensusModule:
     # --- Leader -----------------------------------------------------------
 
     def start_leader(self) -> None:
-        """Become leader and start sending heartbeats. Expects ``mu`` held."""
+        """Become leader and start sending heartbeats. Expects ``mu`` held.
+
+        The test harness wraps this method on every CM it builds, to see
+        each election won the moment it happens (its Election Safety check).
+        """
         self.state = CMState.LEADER
         self.dlog("becomes Leader; term=%s", self.current_term)
         self.wakeup.notify_all()

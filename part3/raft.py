@@ -10,14 +10,13 @@ A follower whose log conflicts with the leader's now also tells the leader
 where the conflict starts, so the leader backs up a whole term at a time
 instead of one entry per round trip.
 
-Each server runs on real threads (an election timer, a heartbeat loop, one
-thread per RequestVote, a pool of AppendEntries senders, a commit sender)
-and every field of the ConsensusModule is guarded by its one lock, ``mu``.
+Each server runs on real threads (an election timer, a heartbeat loop,
+one short-lived thread per outgoing RPC and a commit sender) and every
+field of the ConsensusModule is guarded by its one lock, ``mu``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import os
@@ -27,7 +26,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVarTuple
 
@@ -43,11 +41,6 @@ HEARTBEAT_INTERVAL = 0.050
 LOGGED_ENTRIES = 3
 """A longer list of entries in a logged AppendEntries shows only this many
 at each end."""
-
-AE_SENDER_THREADS = 32
-"""Most threads a leader keeps for sending AppendEntries: enough for every
-peer of a 5-server cluster to have several requests in flight. When all of
-them are busy, further requests wait their turn."""
 
 
 class CMState(enum.Enum):
@@ -112,9 +105,9 @@ class AppendEntriesArgs:
     def __str__(self) -> str:
         """The dataclass repr, with only the ends of a long list of entries.
 
-        A leader resends every entry a follower lacks in each round, so a
-        follower that is cut off for a while would otherwise fill the log
-        with the same entries, over and over.
+        From part 2 on, a leader resends every entry a follower lacks in each
+        round, so a follower that is cut off for a while would otherwise fill
+        the log with the same entries, over and over.
         """
         hidden = len(self.entries) - 2 * LOGGED_ENTRIES
         if hidden <= 1:
@@ -157,25 +150,13 @@ class PeerCaller(Protocol):
         ...
 
 
-def report_errors(target: Callable[[*Ts], None], *args: *Ts) -> None:
-    """Run ``target(*args)`` and hand an exception it raises to
-    ``threading.excepthook``, as a thread of its own would: a thread pool
-    would keep it in a future that nobody looks at."""
-    try:
-        target(*args)
-    except Exception as error:
-        thread = threading.current_thread()
-        threading.excepthook(
-            threading.ExceptHookArgs((type(error), error, error.__traceback__, thread))
-        )
-
-
 class ConsensusModule:
     """A single Raft peer: the state machine of Figure 2.
 
     The CM is dormant until ``ready`` is set: before that it never touches
     ``server``, so tests can build one with ``server=None`` and call its RPC
-    handlers directly. Committed commands are delivered on ``commit_chan``.
+    handlers directly. Committed commands are delivered on ``commit_chan``,
+    which must be unbounded: the CM never waits for its consumer.
     If ``storage`` holds the state of an earlier incarnation, the CM starts
     from it.
     """
@@ -189,6 +170,8 @@ class ConsensusModule:
         ready: threading.Event,
         commit_chan: queue.Queue[CommitEntry],
     ) -> None:
+        if commit_chan.maxsize > 0:
+            raise ValueError("commit_chan must be an unbounded queue.Queue()")
         # mu guards every field below. `wakeup` lets the threads that wait for
         # a deadline (election timer, heartbeat loop) be woken early when the
         # state changes, so they never need to poll. `new_commit_ready` wakes
@@ -199,16 +182,6 @@ class ConsensusModule:
         # Held while putting on commit_chan, which happens outside `mu`;
         # stop() takes it to wait out a delivery in progress.
         self.commit_chan_mu = threading.Lock()
-        # A leader sends AppendEntries all the time, so it keeps threads for
-        # that in a pool instead of starting one per request (the Go original
-        # starts a goroutine): a thread costs about 0.1 ms of CPU to start,
-        # and the request waits for it. Requests go to the pool under `mu`,
-        # and stop() shuts the pool down under `mu`, so a request never meets
-        # a pool that is shut down. (When the pool grows, it starts a thread
-        # under `mu`; that happens at most AE_SENDER_THREADS times.)
-        self.ae_senders = ThreadPoolExecutor(
-            AE_SENDER_THREADS, thread_name_prefix=f"cm{id}-ae"
-        )
 
         self.id = id
         self.peer_ids = list(peer_ids)
@@ -271,6 +244,9 @@ class ConsensusModule:
             index = len(self.log) - 1
             self.persist_to_storage(log_changed_from=index)
             self.dlog("... log index=%s", index)
+            # The leader stores the entry itself: in a cluster of one server,
+            # that is a majority already.
+            self.leader_advance_commit_index()
             self.trigger_ae()
             return index
 
@@ -280,18 +256,13 @@ class ConsensusModule:
         Every thread checks the state under ``mu`` before acting, so once the
         state is Dead nothing else happens; the notify wakes waiting loops so
         they notice at once instead of at their next deadline. Nothing is put
-        on commit_chan, and no thread is started, after stop() returns; an
-        AppendEntries a sender thread took before may still go out, and its
-        reply is ignored.
+        on commit_chan after stop() returns.
         """
         with self.mu:
             self.state = CMState.DEAD
             self.dlog("becomes Dead")
             self.wakeup.notify_all()
             self.new_commit_ready.notify_all()
-            # AppendEntries still waiting for a sender thread are dropped, and
-            # the sender threads end once they are idle.
-            self.ae_senders.shutdown(wait=False, cancel_futures=True)
         # Wait until a delivery in progress is over.
         with self.commit_chan_mu:
             pass
@@ -300,17 +271,31 @@ class ConsensusModule:
         """Save the persistent state that changed. Expects ``mu`` held.
 
         With no argument, save current_term and voted_for; with
-        ``log_changed_from``, save the log entries from that index on, each
-        under a key of its own, and the log's length. Writing only what
-        changed keeps the cost of an append in line with what it adds:
+        ``log_changed_from``, save the log from that index on. Writing only
+        what changed keeps the cost of an append in line with what it adds:
         saving the whole log each time would make n appends cost O(n^2).
-        Entries past logLength are leftovers of a truncation; restore
-        ignores them.
+
+        The server may crash between any two ``storage.set`` calls, so what
+        one crash can leave behind must still be a state Raft allows:
+
+        * current_term and voted_for change together (a new term starts
+          with no vote), so they share one key: a crash never restores a new
+          term with the vote of an older one.
+        * The log is saved one entry per key, plus its length; restore reads
+          only the entries below that length. New entries are written before
+          the length that takes them in, so a crash loses at most entries
+          that nobody was told of yet.
+        * Replacing a conflicting suffix first cuts the saved length back to
+          the entries that stay, then writes the new entries and their
+          length. A crash in between restores the shorter log, never a new
+          entry followed by the stale ones it replaced.
         """
         if log_changed_from is None:
-            self.storage.set("currentTerm", pickle.dumps(self.current_term))
-            self.storage.set("votedFor", pickle.dumps(self.voted_for))
+            term_and_vote = (self.current_term, self.voted_for)
+            self.storage.set("termAndVote", pickle.dumps(term_and_vote))
             return
+        if log_changed_from < self.load("logLength", 0):
+            self.storage.set("logLength", pickle.dumps(log_changed_from))
         for i in range(log_changed_from, len(self.log)):
             entry = self.log[i]
             self.storage.set(f"log/{i}", pickle.dumps((entry.command, entry.term)))
@@ -319,8 +304,7 @@ class ConsensusModule:
     def restore_from_storage(self) -> None:
         """Load the state persist_to_storage saved. Expects ``mu`` held, or
         the CM still under construction."""
-        self.current_term = self.load("currentTerm", 0)
-        self.voted_for = self.load("votedFor", -1)
+        self.current_term, self.voted_for = self.load("termAndVote", (0, -1))
         log_length = self.load("logLength", 0)
         self.log = [LogEntry(*self.load(f"log/{i}")) for i in range(log_length)]
 
@@ -354,10 +338,14 @@ class ConsensusModule:
     # --- RPC handlers ---------------------------------------------------
 
     def request_vote(self, args: RequestVoteArgs) -> RequestVoteReply:
-        """Handle a RequestVote RPC: grant at most one vote per term."""
+        """Handle a RequestVote RPC: grant at most one vote per term.
+
+        A stopped CM does not answer: the call fails with ConnectionError,
+        as if the message had been lost.
+        """
         with self.mu:
             if self.state == CMState.DEAD:
-                return RequestVoteReply(term=self.current_term, vote_granted=False)
+                raise ConnectionError(f"server {self.id} is dead: no answer")
             last_log_index, last_log_term = self.last_log_index_and_term()
             self.dlog(
                 "RequestVote: %s [currentTerm=%s, votedFor=%s, "
@@ -384,6 +372,7 @@ class ConsensusModule:
             vote_granted = False
             if (
                 self.current_term == args.term
+                # At most one vote per term.
                 and self.voted_for in (-1, args.candidate_id)
                 and candidate_log_is_up_to_date
             ):
@@ -398,10 +387,13 @@ class ConsensusModule:
             return reply
 
     def append_entries(self, args: AppendEntriesArgs) -> AppendEntriesReply:
-        """Handle an AppendEntries RPC: add the leader's entries to our log."""
+        """Handle an AppendEntries RPC: add the leader's entries to our log.
+
+        A stopped CM does not answer, as in ``request_vote``.
+        """
         with self.mu:
             if self.state == CMState.DEAD:
-                return AppendEntriesReply(term=self.current_term, success=False)
+                raise ConnectionError(f"server {self.id} is dead: no answer")
             self.dlog("AppendEntries: %s", args)
 
             if args.term > self.current_term:
@@ -537,7 +529,7 @@ class ConsensusModule:
         self.persist_to_storage()
         self.dlog("becomes Candidate (currentTerm=%s)", saved_current_term)
 
-        votes_received = 1
+        votes_received = 0
         last_log_index, last_log_term = self.last_log_index_and_term()
         args = RequestVoteArgs(
             term=saved_current_term,
@@ -546,8 +538,15 @@ class ConsensusModule:
             last_log_term=last_log_term,
         )
 
-        def request_vote_from(peer_id: int) -> None:
+        def count_vote() -> None:
+            """Count a vote for us; with a majority, lead. Expects ``mu``."""
             nonlocal votes_received
+            votes_received += 1
+            if votes_received * 2 > len(self.peer_ids) + 1:
+                self.dlog("wins election with %s votes", votes_received)
+                self.start_leader()
+
+        def request_vote_from(peer_id: int) -> None:
             assert self.server is not None
             self.dlog("sending RequestVote to %s: %s", peer_id, args)
             try:
@@ -569,11 +568,10 @@ class ConsensusModule:
                     self.dlog("term out of date in RequestVoteReply")
                     self.become_follower(reply.term)
                 elif reply.term == self.current_term and reply.vote_granted:
-                    votes_received += 1
-                    if votes_received * 2 > len(self.peer_ids) + 1:
-                        self.dlog("wins election with %s votes", votes_received)
-                        self.start_leader()
+                    count_vote()
 
+        # Our own vote: in a cluster of one server, it is a majority already.
+        count_vote()
         for peer_id in self.peer_ids:
             self.spawn(f"vote-{peer_id}", request_vote_from, peer_id)
 
@@ -586,14 +584,19 @@ class ConsensusModule:
         The vote is forgotten only when the term really increases: a
         candidate that learns of this term's leader has already voted (for
         itself) in this term and must not vote again.
+
+        The election timer keeps its deadline: only an AppendEntries from
+        the current leader or a granted vote resets it (Figure 2), and the
+        handlers do that. A leader ran no timer; its first one starts now.
         """
         self.dlog("becomes Follower with term=%s", term)
+        if self.state == CMState.LEADER:
+            self.election_reset_event = time.monotonic()
         self.state = CMState.FOLLOWER
         if term > self.current_term:
             self.current_term = term
             self.voted_for = -1
             self.persist_to_storage()
-        self.election_reset_event = time.monotonic()
         self.wakeup.notify_all()
         # A dormant CM runs no timer: wait_until_ready starts the first one.
         if self.ready.is_set():
@@ -602,7 +605,11 @@ class ConsensusModule:
     # --- Leader -----------------------------------------------------------
 
     def start_leader(self) -> None:
-        """Become leader and start sending heartbeats. Expects ``mu`` held."""
+        """Become leader and start sending heartbeats. Expects ``mu`` held.
+
+        The test harness wraps this method on every CM it builds, to see
+        each election won the moment it happens (its Election Safety check).
+        """
         self.state = CMState.LEADER
         # Optimistically assume each follower's log matches ours; AppendEntries
         # failures walk next_index back until it really does.
@@ -655,19 +662,7 @@ class ConsensusModule:
                     entries=self.log[next_index:],
                     leader_commit=self.commit_index,
                 )
-                self.queue_append_entries(peer_id, args)
-
-    def queue_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
-        """Hand an AppendEntries to the pool of sender threads. Expects ``mu``.
-
-        The pool refuses it (RuntimeError) only while the interpreter exits:
-        that shuts every pool down, even the pool of a server nobody stopped,
-        and leaves nothing to send for.
-        """
-        with contextlib.suppress(RuntimeError):
-            self.ae_senders.submit(
-                report_errors, self.send_append_entries, peer_id, args
-            )
+                self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
 
     def send_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
         """Send one AppendEntries to a peer and act on its reply."""
@@ -685,6 +680,9 @@ class ConsensusModule:
             if reply.term > self.current_term:
                 self.dlog("term out of date in AppendEntries reply")
                 self.become_follower(reply.term)
+                return
+            # A reply of an earlier term is no answer to this request.
+            if reply.term != args.term:
                 return
             if reply.success:
                 # Replies may arrive out of order: never move match_index back.
@@ -754,8 +752,8 @@ class ConsensusModule:
         """Deliver newly committed entries on commit_chan, in index order,
         each exactly once.
 
-        It puts on the channel without holding ``mu``: a slow consumer of a
-        bounded queue must never stall the consensus module.
+        It builds and puts the entries without holding ``mu``: a long batch
+        must not hold up the consensus module.
         """
         while True:
             with self.mu:
@@ -765,31 +763,17 @@ class ConsensusModule:
                         or self.commit_index > self.last_applied
                     )
                 )
-                if self.state == CMState.DEAD:
-                    return
                 first_index = self.last_applied + 1
                 entries = self.log[first_index : self.commit_index + 1]
                 self.last_applied = self.commit_index
-            self.dlog(
-                "commitChanSender entries=%s, firstIndex=%s", entries, first_index
-            )
             with self.commit_chan_mu:
+                # stop() makes the CM Dead, then waits for this lock: once it
+                # returned, the channel may belong to a successor.
+                if self.state == CMState.DEAD:
+                    return
+                self.dlog(
+                    "commitChanSender entries=%s, firstIndex=%s", entries, first_index
+                )
                 for i, entry in enumerate(entries):
                     commit = CommitEntry(entry.command, first_index + i, entry.term)
-                    if not self.deliver(commit):
-                        return
-
-    def deliver(self, commit: CommitEntry) -> bool:
-        """Put ``commit`` on commit_chan, waiting for room if it is bounded;
-        give up (return False) once the CM is dead. Expects commit_chan_mu.
-
-        The state is read without ``mu`` here: stop() sets it before it
-        waits for commit_chan_mu, which we hold.
-        """
-        while self.state != CMState.DEAD:
-            try:
-                self.commit_chan.put(commit, timeout=HEARTBEAT_INTERVAL)
-            except queue.Full:
-                continue
-            return True
-        return False
+                    self.commit_chan.put(commit)

@@ -243,8 +243,9 @@ class Server:
     def call(self, peer_id: int, service_method: str, args: Any) -> Any:
         """Call ``service_method`` on ``peer_id`` and return its reply.
 
-        Raises RPCError (a ConnectionError) when the peer is not connected,
-        the call was dropped, or the reply was lost.
+        Raises a ConnectionError when the call does not get through: an
+        RPCError when the peer is not connected, the call was dropped or the
+        reply was lost, and the peer's own when its CM is dead.
         """
         self.check_peer(peer_id)
         with self.mu:

@@ -117,3 +117,10 @@ def test_election_disconnect_loop() -> None:
             h.reconnect_peer(other_id)
             h.reconnect_peer(leader_id)
             sleep_ms(150)
+
+
+def test_single_server_elects_itself() -> None:
+    # Its own vote is a majority of one.
+    with Harness(1) as h:
+        leader_id, term = h.check_single_leader()
+        assert (leader_id, term) == (0, 1)

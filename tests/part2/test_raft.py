@@ -265,6 +265,17 @@ def test_commits_with_leader_disconnects() -> None:
         h.check_not_committed(7)
 
 
+# --- A cluster of one server ------------------------------------------------
+
+
+def test_single_server_elects_itself_and_commits_alone() -> None:
+    # Its own vote is a majority of one, and so is its own copy of an entry.
+    with Harness(1) as h:
+        assert h.check_single_leader() == (0, 1)
+        assert h.submit_to_server(0, 42)
+        h.check_committed_n(42, 1)
+
+
 # --- A program that ends without shutting its servers down -------------------
 
 EXIT_WITHOUT_SHUTDOWN = """

@@ -10,13 +10,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from part3.raft import (
-    AE_SENDER_THREADS,
     AppendEntriesArgs,
     AppendEntriesReply,
     CMState,
@@ -135,6 +134,27 @@ def test_commit_index_never_moves_back(cm: ConsensusModule) -> None:
     assert cm.append_entries(ae(1, 2, 1, [], leader_commit=0)).success
     assert cm.append_entries(ae(1, 0, 1, [], leader_commit=3)).success
     assert cm.commit_index == 2
+
+
+def test_nothing_is_delivered_once_stop_returns(
+    cm: ConsensusModule, commit_chan: queue.Queue[CommitEntry]
+) -> None:
+    # Hold the commit sender between taking its entries (under mu) and
+    # putting them on the channel, and stop the CM right then. Whichever of
+    # the two gets on first once we let go, stop() must not return with an
+    # entry still to come: a successor may be using the channel.
+    given(cm, 1, [A1])
+    with cm.commit_chan_mu:
+        assert cm.append_entries(ae(1, 0, 1, [], leader_commit=0)).success
+        wait_for(lambda: cm.last_applied == 0, "the sender took the entry")
+        stopping = threading.Thread(target=cm.stop)
+        stopping.start()
+        wait_for(lambda: cm.state == CMState.DEAD, "stop() began")
+    stopping.join()
+    for thread in threading.enumerate():
+        if thread.name == "cm0-commit-chan-sender":
+            thread.join()
+    assert commit_chan.empty()
 
 
 def test_candidate_steps_down_on_append_entries_of_its_term(
@@ -297,24 +317,33 @@ def test_logged_append_entries_shows_only_the_ends_of_a_long_list() -> None:
     assert str(long) == repr(long).replace(middle, "... 4 more ...")
 
 
-class StuckPeers:
-    """A server whose calls to peers hang until ``release`` is set, then
-    fail; it counts the calls that were made."""
+class HungPeer:
+    """A server whose calls to peer 1 hang until ``release`` is set, while
+    calls to any other peer fail at once; it counts the calls per peer."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
         self.mu = threading.Lock()
-        self.calls = 0
+        self.calls: dict[int, int] = {}
 
     def call(self, peer_id: int, service_method: str, args: object) -> object:
         with self.mu:
-            self.calls += 1
-        self.release.wait()
+            self.calls[peer_id] = self.calls.get(peer_id, 0) + 1
+        if peer_id == 1:
+            self.release.wait()
         raise ConnectionError("no reply")
 
-    def call_count(self) -> int:
+    def calls_to(self, peer_id: int) -> int:
         with self.mu:
-            return self.calls
+            return self.calls.get(peer_id, 0)
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Wait up to 5 s for ``condition``."""
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
 
 
 def lead(cm: ConsensusModule) -> None:
@@ -324,51 +353,75 @@ def lead(cm: ConsensusModule) -> None:
         cm.match_index = dict.fromkeys(cm.peer_ids, -1)
 
 
-def test_stop_drops_append_entries_not_yet_sent(
-    commit_chan: queue.Queue[CommitEntry],
+def test_a_hung_peer_does_not_delay_the_others(
+    commit_chan: queue.Queue[CommitEntry], storage: MapStorage
 ) -> None:
-    # Every sender thread is stuck in a call; the requests of later rounds
-    # wait for a free one. stop() must drop them: a dead server sends no more.
-    server = StuckPeers()
-    cm = ConsensusModule(
-        0, [1, 2], server, MapStorage(), threading.Event(), commit_chan
-    )
+    # Every round sends to peers 1 and 2. Calls to peer 1 never return, yet
+    # each round's request to peer 2 must still go out: no thread that peer
+    # 2's messages need may be held up by peer 1.
+    rounds = 40
+    server = HungPeer()
+    cm = ConsensusModule(0, [1, 2], server, storage, threading.Event(), commit_chan)
     try:
         lead(cm)
-        for _ in range(AE_SENDER_THREADS):  # two requests per round
+        for _ in range(rounds):
             cm.leader_send_aes()
-        deadline = time.monotonic() + 5
-        while server.call_count() < AE_SENDER_THREADS and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert server.call_count() == AE_SENDER_THREADS
+        wait_for(lambda: server.calls_to(2) == rounds, "every round reached peer 2")
+        assert server.calls_to(1) == rounds
     finally:
         cm.stop()
         server.release.set()
-    cm.ae_senders.shutdown(wait=True)
-    assert server.call_count() == AE_SENDER_THREADS
 
 
-def test_an_error_in_an_append_entries_sender_is_reported(
-    commit_chan: queue.Queue[CommitEntry],
+def test_a_stopped_cm_does_not_answer(cm: ConsensusModule) -> None:
+    # A dead server's reply must not reach a leader: the call fails as if
+    # the message were lost.
+    cm.stop()
+    with pytest.raises(ConnectionError):
+        cm.append_entries(ae(1, -1, -1, [A1]))
+    with pytest.raises(ConnectionError):
+        cm.request_vote(RequestVoteArgs(1, 2, -1, -1))
+    assert cm.log == []
+
+
+class Answering:
+    """A server whose every call gets ``reply``."""
+
+    def __init__(self, reply: object) -> None:
+        self.reply = reply
+
+    def call(self, peer_id: int, service_method: str, args: object) -> object:
+        return self.reply
+
+
+def test_leader_ignores_a_reply_of_an_earlier_term(
+    commit_chan: queue.Queue[CommitEntry], storage: MapStorage
 ) -> None:
-    # A sender runs on a pool, which would keep the exception to itself; it
-    # must reach threading.excepthook like the error of any other thread.
-    class BrokenPeers:
-        def call(self, peer_id: int, service_method: str, args: object) -> object:
-            raise ValueError("broken")
-
-    reported: queue.Queue[threading.ExceptHookArgs] = queue.Queue()
-    server = BrokenPeers()
-    cm = ConsensusModule(0, [1], server, MapStorage(), threading.Event(), commit_chan)
-    saved_hook = threading.excepthook
-    threading.excepthook = reported.put
+    # A failure of an old term, with no conflict hint (as a server that
+    # stopped might answer). Acted upon, it would set next_index to -1, and
+    # the next request's prev_log_index of -2 would "match" the follower's
+    # second-to-last entry (Python's negative indexing).
+    server = Answering(AppendEntriesReply(term=1, success=False))
+    cm = ConsensusModule(0, [1, 2], server, storage, threading.Event(), commit_chan)
     try:
+        given(cm, 2, [A1, X2])
         lead(cm)
-        cm.leader_send_aes()
-        error = reported.get(timeout=5)
+        with cm.mu:
+            cm.next_index[1] = 2
+        cm.send_append_entries(1, ae(2, 1, 2, []))
+        assert (cm.state, cm.next_index[1]) == (CMState.LEADER, 2)
     finally:
         cm.stop()
-        threading.excepthook = saved_hook
-    assert error.exc_type is ValueError
-    assert error.thread is not None
-    assert error.thread.name.startswith("cm0-ae")
+
+
+def test_a_refused_vote_keeps_the_election_deadline(cm: ConsensusModule) -> None:
+    # A candidate of a later term whose log is behind ours makes us adopt its
+    # term, but gets no vote; only a granted vote (or a leader's
+    # AppendEntries) may put off our own election.
+    given(cm, 2, [A1, X2])
+    with cm.mu:
+        cm.election_reset_event -= 1.0
+        before = cm.election_reset_event
+    reply = cm.request_vote(RequestVoteArgs(3, 2, 0, 1))
+    assert (reply.term, reply.vote_granted) == (3, False)
+    assert cm.election_reset_event == before

@@ -152,7 +152,7 @@ def test_submit_to_a_stopped_server_returns_minus_one(
 
 def test_corrupt_storage_is_reported() -> None:
     storage = MapStorage()
-    storage.set("currentTerm", pickle.dumps(3))
+    storage.set("termAndVote", pickle.dumps((3, -1)))
     storage.set("logLength", pickle.dumps(1))  # but no entry log/0
     with pytest.raises(RuntimeError, match="storage has no 'log/0'"):
         ConsensusModule(0, [1], None, storage, threading.Event(), queue.Queue())
