@@ -11,9 +11,19 @@ even when a check fails::
         h.submit_to_server(leader_id, 42)
         h.check_committed_n(42, 3)
 
-The harness collects what every server delivers on its commit channel and
-checks each delivery as it arrives: a server delivers indices in order, each
-once, and no two servers ever deliver different entries at one index.
+While a test runs, the harness checks the safety properties of Raft (paper
+Figure 3) continuously, not only when the test asks:
+
+* Election Safety: at most one server becomes leader in a term, counting
+  disconnected servers too;
+* State Machine Safety: no two servers ever deliver different entries at one
+  index; and each server delivers indices in order, each once;
+* Leader Completeness: a leader of a term holds every entry committed in an
+  earlier term.
+
+A violation is recorded when it happens, as a ``Violation`` (tests read
+them with ``violations()``), and fails the test at the harness's next check,
+or at the latest when the ``with`` block ends.
 """
 
 from __future__ import annotations
@@ -22,10 +32,12 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .raft import CommitEntry
+from .raft import CommitEntry, ConsensusModule, LogEntry
 from .server import Server
 
 log = logging.getLogger(__name__)
@@ -40,6 +52,58 @@ POLL_INTERVAL = 0.010
 END_OF_COMMITS = CommitEntry(command=None, index=-1, term=-1)
 """Put on a commit channel by shutdown() to end its collector thread."""
 
+MAX_REPORTED_VIOLATIONS = 10
+"""How many safety violations a failure message quotes; the rest are counted."""
+
+
+class SafetyViolationError(AssertionError):
+    """A safety property of Raft was broken: the test fails with this."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A broken safety property, as data a test can compare."""
+
+    prop: str
+    """"Election Safety", "State Machine Safety", "Delivery order" or
+    "Leader Completeness"."""
+    servers: tuple[int, ...]
+    """The servers involved: the two leaders of one term; the server that
+    delivered, and (State Machine Safety) the one that delivered first; the
+    leader that lacks an entry."""
+    term: int | None
+    """The term of the leader involved (Election Safety, Leader
+    Completeness)."""
+    index: int | None
+    """The log index involved (all but Election Safety)."""
+    message: str
+    """What happened, in words."""
+
+    def __str__(self) -> str:
+        return f"{self.prop}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Leadership:
+    """A server becoming leader: its id, its term and its log at that moment.
+
+    A leader never removes entries from its own log, so the log it starts
+    with holds every entry of earlier terms it will ever have.
+    """
+
+    server: int
+    term: int
+    log: tuple[LogEntry, ...]
+
+
+@dataclass(frozen=True)
+class FirstDelivery:
+    """Who first delivered an index, and the highest term any server had
+    become leader in by then."""
+
+    server: int
+    max_leader_term: int
+
 
 def sleep_ms(ms: int) -> None:
     """Sleep ``ms`` milliseconds: part of a scenario, or a negative check."""
@@ -53,15 +117,23 @@ class Harness:
         if n < 1:
             raise ValueError(f"a cluster needs at least one server, got {n}")
         self.n = n
+        # Tells a log reader (tools/raft_check) that a new cluster starts.
+        self.tlog(f"New cluster of {n} servers")
         self.connected = [False] * n
-        # mu guards the collected commits and the safety violations found.
+        # mu guards the collected commits, the leaders seen and the safety
+        # violations found. It is taken while a CM holds its own lock (see
+        # watch_elections), never the other way round.
         self.mu = threading.Lock()
         self.commit_chans: list[queue.Queue[CommitEntry]] = []
         self.commits: list[list[CommitEntry]] = [[] for _ in range(n)]
         # The first entry any server delivered at each index: every later
         # delivery at that index, on any server, must be the same entry.
         self.committed: dict[int, CommitEntry] = {}
-        self.violations: list[str] = []
+        self.first_deliveries: dict[int, FirstDelivery] = {}
+        # Who became leader in each term, and the highest such term.
+        self.leaders: dict[int, Leadership] = {}
+        self.max_leader_term = -1
+        self.found: list[Violation] = []
         ready = threading.Event()
         self.cluster: list[Server] = []
         for i in range(n):
@@ -69,6 +141,7 @@ class Harness:
             commit_chan: queue.Queue[CommitEntry] = queue.Queue()
             server = Server(i, peer_ids, ready, commit_chan)
             server.serve()
+            self.watch_elections(server.cm)
             self.commit_chans.append(commit_chan)
             self.cluster.append(server)
         for i in range(n):
@@ -98,16 +171,19 @@ class Harness:
         tb: TracebackType | None,
     ) -> None:
         self.shutdown()
-        if exc_type is None:
-            self.check_safety()
+        # Also when the test failed otherwise: a violation is likely to be
+        # the cause, and its message then comes with the original error.
+        if not isinstance(exc, SafetyViolationError):
+            with self.mu:
+                self.check_safety()
 
     def shutdown(self) -> None:
         """Disconnect and shut down every server, and stop collecting."""
         for i in range(self.n):
             self.cluster[i].disconnect_all()
             self.connected[i] = False
-        for server in self.cluster:
-            server.shutdown()
+        for i in range(self.n):
+            self.cluster[i].shutdown()
         for commit_chan in self.commit_chans:
             commit_chan.put(END_OF_COMMITS)
         for collector in self.collectors:
@@ -149,12 +225,11 @@ class Harness:
                 if self.connected[i]:
                     _, term, is_leader = self.cluster[i].cm.report()
                     if is_leader:
-                        if term in leaders:
-                            raise AssertionError(
-                                f"both {leaders[term]} and {i} are leaders "
-                                f"in term {term}"
-                            )
                         leaders[term] = i
+            # A second leader of a term was recorded by watch_elections
+            # before report() could show it: this sees it.
+            with self.mu:
+                self.check_safety()
             if len(leaders) == 1:
                 ((term, leader_id),) = leaders.items()
                 if term >= min_term:
@@ -168,6 +243,8 @@ class Harness:
 
     def check_no_leader(self) -> None:
         """Fail if any connected server thinks it is the leader."""
+        with self.mu:
+            self.check_safety()
         for i in range(self.n):
             if self.connected[i]:
                 _, term, is_leader = self.cluster[i].cm.report()
@@ -221,6 +298,67 @@ class Harness:
                         f"index {index}; want it not committed"
                     )
 
+    def watch_elections(self, cm: ConsensusModule) -> None:
+        """Have ``cm`` tell the harness each time it becomes leader.
+
+        A CM calls its ``start_leader`` the moment it wins an election,
+        holding its lock, before it acts as leader. Wrapping that method on
+        the instance sees every leadership, even one that lasts a
+        millisecond or happens in a partition, without changing raft.py,
+        and whatever ConsensusModule class the Server built.
+        """
+        start_leader = cm.start_leader
+
+        def start_leader_watched() -> None:
+            self.record_leader(Leadership(cm.id, cm.current_term, tuple(cm.log)))
+            start_leader()
+
+        # mypy forbids assigning to a method; shadowing it on the instance
+        # is exactly what we want here.
+        cm.start_leader = start_leader_watched  # type: ignore[method-assign]
+
+    def record_leader(self, leader: Leadership) -> None:
+        """Check a new leader against Election Safety and Leader
+        Completeness, and remember it.
+
+        Leader Completeness (paper 5.4) promises that an entry committed in
+        term U is in the log of every leader of a term after U. The harness
+        does not see U; but the leader that committed the entry had become
+        leader before the entry was delivered, so U is at most the highest
+        leader term seen by the first delivery. Leaders of later terms are
+        checked; a leader of an earlier term (say, one elected in a
+        partition with a vote granted long ago) may rightly lack the entry.
+        """
+        with self.mu:
+            first = self.leaders.setdefault(leader.term, leader)
+            if first.server != leader.server:
+                self.violation(
+                    "Election Safety",
+                    (first.server, leader.server),
+                    leader.term,
+                    None,
+                    f"servers {first.server} and {leader.server} both became "
+                    f"leader in term {leader.term}",
+                )
+            self.max_leader_term = max(self.max_leader_term, leader.term)
+            for index, entry in self.committed.items():
+                delivery = self.first_deliveries[index]
+                if leader.term <= delivery.max_leader_term:
+                    continue
+                held = leader.log[index] if index < len(leader.log) else None
+                if held != LogEntry(entry.command, entry.term):
+                    self.violation(
+                        "Leader Completeness",
+                        (leader.server,),
+                        leader.term,
+                        index,
+                        f"server {leader.server} became leader in term "
+                        f"{leader.term} with {held} at index {index}, but "
+                        f"{entry} was committed there (delivered by server "
+                        f"{delivery.server} when the latest leader's term was "
+                        f"{delivery.max_leader_term})",
+                    )
+
     def collect_commits(self, i: int) -> None:
         """Collect what server ``i`` delivers, checking each delivery."""
         while (entry := self.commit_chans[i].get()) is not END_OF_COMMITS:
@@ -228,22 +366,82 @@ class Harness:
             with self.mu:
                 expected_index = len(self.commits[i])
                 if entry.index != expected_index:
-                    self.violations.append(
+                    self.violation(
+                        "Delivery order",
+                        (i,),
+                        None,
+                        entry.index,
                         f"server {i} delivered index {entry.index}, expected "
-                        f"{expected_index}: each index in order, once"
+                        f"{expected_index}: each index in order, once",
                     )
                 first = self.committed.setdefault(entry.index, entry)
-                if first != entry:
-                    self.violations.append(
-                        f"server {i} delivered {entry}, but {first} was "
-                        f"delivered at index {entry.index} before"
+                if first == entry:
+                    self.first_deliveries.setdefault(
+                        entry.index, FirstDelivery(i, self.max_leader_term)
+                    )
+                else:
+                    first_server = self.first_deliveries[entry.index].server
+                    self.violation(
+                        "State Machine Safety",
+                        (i, first_server),
+                        None,
+                        entry.index,
+                        f"server {i} delivered {entry}, but server "
+                        f"{first_server} delivered {first} at index {entry.index}",
                     )
                 self.commits[i].append(entry)
 
+    def violation(
+        self,
+        prop: str,
+        servers: tuple[int, ...],
+        term: int | None,
+        index: int | None,
+        message: str,
+    ) -> None:
+        """Record a broken safety property; the test fails at the next
+        check. Expects ``mu`` held."""
+        found = Violation(prop, servers, term, index, message)
+        self.tlog(f"VIOLATION {found}")
+        self.found.append(found)
+
     def check_safety(self) -> None:
-        """Fail if a delivery broke the rules. Expects ``mu`` held."""
-        if self.violations:
-            raise AssertionError("; ".join(self.violations))
+        """Fail if a safety property was broken. Expects ``mu`` held."""
+        if self.found:
+            quoted = [str(v) for v in self.found[:MAX_REPORTED_VIOLATIONS]]
+            more = len(self.found) - len(quoted)
+            raise SafetyViolationError(
+                f"{len(self.found)} safety violation(s):\n  "
+                + "\n  ".join(quoted)
+                + (f"\n  ... and {more} more" if more else "")
+            )
+
+    # --- What a test may ask about the run ------------------------------------
+
+    def wait_until(self, condition: Callable[[], bool], what: str) -> None:
+        """Wait for ``condition`` to hold, failing after CHECK_DEADLINE."""
+        deadline = time.monotonic() + CHECK_DEADLINE
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting until {what}")
+            time.sleep(POLL_INTERVAL)
+
+    def violations(self) -> list[Violation]:
+        """The safety violations found so far."""
+        with self.mu:
+            return list(self.found)
+
+    def delivered(self, i: int) -> list[CommitEntry]:
+        """What server ``i`` has delivered, in order."""
+        self.check_id(i)
+        with self.mu:
+            return list(self.commits[i])
+
+    def deliveries_at(self, index: int) -> list[CommitEntry]:
+        """The entries servers have delivered at ``index``, one per server
+        that has; the harness checks they are equal."""
+        with self.mu:
+            return [c[index] for c in self.commits if len(c) > index]
 
     def index_of(self, command: Any, i: int) -> int:
         """Index at which server ``i`` delivered ``command``, or -1."""

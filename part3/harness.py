@@ -22,8 +22,9 @@ Figure 3) continuously, not only when the test asks:
 * Leader Completeness: a leader of a term holds every entry committed in an
   earlier term.
 
-A violation is recorded when it happens and fails the test at the harness's
-next check, or at the latest when the ``with`` block ends.
+A violation is recorded when it happens, as a ``Violation`` (tests read
+them with ``violations()``), and fails the test at the harness's next check,
+or at the latest when the ``with`` block ends.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -58,6 +60,29 @@ MAX_REPORTED_VIOLATIONS = 10
 
 class SafetyViolationError(AssertionError):
     """A safety property of Raft was broken: the test fails with this."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A broken safety property, as data a test can compare."""
+
+    prop: str
+    """"Election Safety", "State Machine Safety", "Delivery order" or
+    "Leader Completeness"."""
+    servers: tuple[int, ...]
+    """The servers involved: the two leaders of one term; the server that
+    delivered, and (State Machine Safety) the one that delivered first; the
+    leader that lacks an entry."""
+    term: int | None
+    """The term of the leader involved (Election Safety, Leader
+    Completeness)."""
+    index: int | None
+    """The log index involved (all but Election Safety)."""
+    message: str
+    """What happened, in words."""
+
+    def __str__(self) -> str:
+        return f"{self.prop}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -113,7 +138,7 @@ class Harness:
         # Who became leader in each term, and the highest such term.
         self.leaders: dict[int, Leadership] = {}
         self.max_leader_term = -1
-        self.violations: list[str] = []
+        self.found: list[Violation] = []
         ready = threading.Event()
         self.cluster: list[Server] = []
         for i in range(n):
@@ -375,8 +400,12 @@ class Harness:
             first = self.leaders.setdefault(leader.term, leader)
             if first.server != leader.server:
                 self.violation(
-                    f"Election Safety: servers {first.server} and "
-                    f"{leader.server} both became leader in term {leader.term}"
+                    "Election Safety",
+                    (first.server, leader.server),
+                    leader.term,
+                    None,
+                    f"servers {first.server} and {leader.server} both became "
+                    f"leader in term {leader.term}",
                 )
             self.max_leader_term = max(self.max_leader_term, leader.term)
             for index, entry in self.committed.items():
@@ -386,11 +415,15 @@ class Harness:
                 held = leader.log[index] if index < len(leader.log) else None
                 if held != LogEntry(entry.command, entry.term):
                     self.violation(
-                        f"Leader Completeness: server {leader.server} became "
-                        f"leader in term {leader.term} with {held} at index "
-                        f"{index}, but {entry} was committed there (delivered "
-                        f"by server {delivery.server} when the latest leader's "
-                        f"term was {delivery.max_leader_term})"
+                        "Leader Completeness",
+                        (leader.server,),
+                        leader.term,
+                        index,
+                        f"server {leader.server} became leader in term "
+                        f"{leader.term} with {held} at index {index}, but "
+                        f"{entry} was committed there (delivered by server "
+                        f"{delivery.server} when the latest leader's term was "
+                        f"{delivery.max_leader_term})",
                     )
 
     def collect_commits(self, i: int) -> None:
@@ -401,9 +434,13 @@ class Harness:
                 expected_index = len(self.commits[i])
                 if entry.index != expected_index:
                     self.violation(
-                        f"Delivery order: server {i} delivered index "
-                        f"{entry.index}, expected {expected_index}: each index "
-                        f"in order, once per incarnation"
+                        "Delivery order",
+                        (i,),
+                        None,
+                        entry.index,
+                        f"server {i} delivered index {entry.index}, expected "
+                        f"{expected_index}: each index in order, once per "
+                        f"incarnation",
                     )
                 first = self.committed.setdefault(entry.index, entry)
                 if first == entry:
@@ -411,31 +448,70 @@ class Harness:
                         entry.index, FirstDelivery(i, self.max_leader_term)
                     )
                 else:
+                    first_server = self.first_deliveries[entry.index].server
                     self.violation(
-                        f"State Machine Safety: server {i} delivered {entry}, "
-                        f"but server {self.first_deliveries[entry.index].server} "
-                        f"delivered {first} at index {entry.index}"
+                        "State Machine Safety",
+                        (i, first_server),
+                        None,
+                        entry.index,
+                        f"server {i} delivered {entry}, but server "
+                        f"{first_server} delivered {first} at index {entry.index}",
                     )
                 self.commits[i].append(entry)
             # crash_peer() joins the queue to know all has been taken.
             self.commit_chans[i].task_done()
 
-    def violation(self, message: str) -> None:
+    def violation(
+        self,
+        prop: str,
+        servers: tuple[int, ...],
+        term: int | None,
+        index: int | None,
+        message: str,
+    ) -> None:
         """Record a broken safety property; the test fails at the next
         check. Expects ``mu`` held."""
-        self.tlog(f"VIOLATION {message}")
-        self.violations.append(message)
+        found = Violation(prop, servers, term, index, message)
+        self.tlog(f"VIOLATION {found}")
+        self.found.append(found)
 
     def check_safety(self) -> None:
         """Fail if a safety property was broken. Expects ``mu`` held."""
-        if self.violations:
-            quoted = self.violations[:MAX_REPORTED_VIOLATIONS]
-            more = len(self.violations) - len(quoted)
+        if self.found:
+            quoted = [str(v) for v in self.found[:MAX_REPORTED_VIOLATIONS]]
+            more = len(self.found) - len(quoted)
             raise SafetyViolationError(
-                f"{len(self.violations)} safety violation(s):\n  "
+                f"{len(self.found)} safety violation(s):\n  "
                 + "\n  ".join(quoted)
                 + (f"\n  ... and {more} more" if more else "")
             )
+
+    # --- What a test may ask about the run ------------------------------------
+
+    def wait_until(self, condition: Callable[[], bool], what: str) -> None:
+        """Wait for ``condition`` to hold, failing after CHECK_DEADLINE."""
+        deadline = time.monotonic() + CHECK_DEADLINE
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting until {what}")
+            time.sleep(POLL_INTERVAL)
+
+    def violations(self) -> list[Violation]:
+        """The safety violations found so far."""
+        with self.mu:
+            return list(self.found)
+
+    def delivered(self, i: int) -> list[CommitEntry]:
+        """What server ``i`` has delivered, in order (since its restart)."""
+        self.check_id(i)
+        with self.mu:
+            return list(self.commits[i])
+
+    def deliveries_at(self, index: int) -> list[CommitEntry]:
+        """The entries servers have delivered at ``index``, one per server
+        that has (since its restart); the harness checks they are equal."""
+        with self.mu:
+            return [c[index] for c in self.commits if len(c) > index]
 
     def index_of(self, command: Any, i: int) -> int:
         """Index at which server ``i`` delivered ``command``, or -1."""

@@ -66,8 +66,7 @@ def cluster(n: int, seed: int) -> Iterator[Harness]:
 def n_committed(h: Harness, index: int) -> tuple[int, Any]:
     """How many servers have delivered ``index``, and its command (None if
     no server has). The harness checks that they all delivered the same."""
-    with h.mu:
-        delivered = [commits[index] for commits in h.commits if len(commits) > index]
+    delivered = h.deliveries_at(index)
     return len(delivered), delivered[0].command if delivered else None
 
 
@@ -100,8 +99,7 @@ def one(h: Harness, command: Any, expected: int) -> int:
 
 def final_log(h: Harness) -> list[Any]:
     """The commands every server agrees on, once check_committed passed."""
-    with h.mu:
-        return [entry.command for entry in h.commits[0]]
+    return [entry.command for entry in h.delivered(0)]
 
 
 class Client(threading.Thread):

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from part3.harness import CHECK_DEADLINE, POLL_INTERVAL, Harness, sleep_ms
+from part3.harness import Harness, sleep_ms
 from part3.raft import (
     CMState,
     CommitEntry,
@@ -281,16 +281,18 @@ def test_commits_with_leader_disconnects() -> None:
         h.check_not_committed(7)
 
 
+# --- A cluster of one server ------------------------------------------------
+
+
+def test_single_server_elects_itself_and_commits_alone() -> None:
+    # Its own vote is a majority of one, and so is its own copy of an entry.
+    with Harness(1) as h:
+        assert h.check_single_leader() == (0, 1)
+        assert h.submit_to_server(0, 42) == 0
+        h.check_committed_n(42, 1)
+
+
 # --- Persistence, crashes and faults -----------------------------------------
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Wait for ``condition`` to hold, failing after CHECK_DEADLINE."""
-    deadline = time.monotonic() + CHECK_DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(POLL_INTERVAL)
 
 
 def has_command(h: Harness, server_id: int, command: Any) -> bool:
@@ -466,7 +468,7 @@ def test_crash_after_submit() -> None:
         h.peer_drop_replies(orig_leader_id)
         assert h.submit_to_server(orig_leader_id, 5) != -1
         followers = [i for i in range(3) if i != orig_leader_id]
-        wait_until(
+        h.wait_until(
             lambda: all(has_command(h, i, 5) for i in followers),
             "both followers store 5",
         )
@@ -497,7 +499,7 @@ def test_disconnect_after_submit() -> None:
         h.peer_drop_replies(orig_leader_id)
         assert h.submit_to_server(orig_leader_id, 5) != -1
         followers = [i for i in range(3) if i != orig_leader_id]
-        wait_until(
+        h.wait_until(
             lambda: all(has_command(h, i, 5) for i in followers),
             "both followers store 5",
         )

@@ -160,6 +160,9 @@ def test_violations_carry_the_line_number_in_the_input() -> None:
         Violation(
             4,
             "Election Safety",
+            (0, 1),
+            1,
+            None,
             "servers 0 (line 3) and 1 both became leader in term 1",
         )
     ]

@@ -59,7 +59,17 @@ class Violation:
     lineno: int
     """1-based number of the line in the input."""
     prop: str
-    """The property: "Election Safety", "State Machine Safety"..."""
+    """The property: "Election Safety", "State Machine Safety", "Delivery
+    order" or "Leader Completeness"."""
+    servers: tuple[int, ...]
+    """The servers involved: the two leaders of one term; the server that
+    delivered, and (State Machine Safety) the one that delivered first; the
+    leader that lacks an entry."""
+    term: int | None
+    """The term of the leader involved (Election Safety, Leader
+    Completeness)."""
+    index: int | None
+    """The log index involved (all but Election Safety)."""
     message: str
 
     def __str__(self) -> str:
@@ -127,9 +137,17 @@ class _Checker:
         elif message.startswith(PLANTED_BUG):
             self.planted_bug = message.removeprefix(PLANTED_BUG)
 
-    def report(self, lineno: int, prop: str, message: str) -> None:
+    def report(
+        self,
+        lineno: int,
+        prop: str,
+        servers: tuple[int, ...],
+        term: int | None,
+        index: int | None,
+        message: str,
+    ) -> None:
         """Record a violation."""
-        self.violations.append(Violation(lineno, prop, message))
+        self.violations.append(Violation(lineno, prop, servers, term, index, message))
 
     def leader(self, lineno: int, server: int, match: re.Match[str]) -> None:
         """Check a new leader: one per term, holding what is committed."""
@@ -139,6 +157,9 @@ class _Checker:
             self.report(
                 lineno,
                 "Election Safety",
+                (first_server, server),
+                term,
+                None,
                 f"servers {first_server} (line {first_line}) and {server} both "
                 f"became leader in term {term}",
             )
@@ -161,6 +182,9 @@ class _Checker:
                 self.report(
                     lineno,
                     "Leader Completeness",
+                    (server,),
+                    term,
+                    index,
                     f"server {server} became leader in term {term} with {has} "
                     f"at index {index}, but command {first.command} of term "
                     f"{first.term} was committed there (delivered by server "
@@ -177,6 +201,9 @@ class _Checker:
             self.report(
                 lineno,
                 "Delivery order",
+                (server,),
+                None,
+                index,
                 f"server {server} delivered index {index}, expected {expected}: "
                 f"each index in order, once per incarnation",
             )
@@ -188,6 +215,9 @@ class _Checker:
             self.report(
                 lineno,
                 "State Machine Safety",
+                (server, first.server),
+                None,
+                index,
                 f"server {server} delivered command {command} of term {term} at "
                 f"index {index}, but server {first.server} delivered command "
                 f"{first.command} of term {first.term} there (line {first.lineno})",
