@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.threadcheck import leaked_threads
+from tools.threadcheck import leaked_threads
 from tools.raft_testlog_viz.frames import TestFrames
 
 pytest_plugins = ["pytester", "tools.raft_testlog_viz.pytest_plugin"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.threadcheck import leaked_threads
+from tools.threadcheck import leaked_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,8 @@
-"""Thread-leak checking: the analogue of Go's goroutine-leak tests."""
+"""Thread-leak checking: the analogue of Go's goroutine-leak tests.
+
+The tests use it after every test (``tests/conftest.py``), and the
+benchmark after every cluster it shuts down.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ import threading
 import time
 
 LEAK_GRACE = 1.0
-"""Seconds a thread may outlive its test: a server's threads end within
-about one election timeout (300 ms) after shutdown; the rest is slack for a
-loaded machine."""
+"""Seconds a thread may outlive its test or cluster: a server's threads end
+within about one election timeout (300 ms) after shutdown; the rest is
+slack for a loaded machine."""
 
 
 def leaked_threads(
