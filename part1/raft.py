@@ -192,10 +192,12 @@ class ConsensusModule:
             self.wakeup.notify_all()
 
     def dlog(self, message: str, *args: object) -> None:
-        """Log a debug line as ``[id] message``, the visualizer's format.
+        """Log a debug line as ``[id] message``.
 
-        ``message`` is %-formatted with ``args`` only if the line is logged:
-        with logging off, a busy server pays next to nothing for its logs.
+        The log visualizer and raft_check read some of these lines back:
+        docs/log-format.md lists the phrases they key on. ``message`` is
+        %-formatted with ``args`` only if the line is logged: with logging
+        off, a busy server pays next to nothing for its logs.
         """
         if log.isEnabledFor(logging.DEBUG):
             log.debug("[%d] " + message, self.id, *args)

@@ -455,7 +455,8 @@ class Harness:
         return {i: [e.command for e in self.commits[i]] for i in range(self.n)}
 
     def tlog(self, message: str) -> None:
-        """Log a message of the test itself, as ``[TEST] message``."""
+        """Log a message of the test itself, as ``[TEST] message``; the
+        tools read some of them back (docs/log-format.md)."""
         log.debug("[TEST] %s", message)
 
     def check_id(self, id: int) -> None:

@@ -1,9 +1,9 @@
 """Shared test set-up: log framing for live logs and the thread-leak check.
 
 Logging itself is configured in pyproject.toml (``log_format`` and friends):
-every record is captured at DEBUG level in the DESIGN.md line format
-``HH:MM:SS.ffffff [ID] message``, and a failing test's report shows it under
-"Captured log". With ``-o log_cli=true`` the log streams to the terminal,
+every record is captured at DEBUG level as ``HH:MM:SS.ffffff [ID] message``
+(the format of docs/log-format.md), and a failing test's report shows it
+under "Captured log". With ``-o log_cli=true`` the log streams to the terminal,
 and this file frames each test's lines with ``=== RUN name`` and
 ``--- PASS: name (Ns)`` (or FAIL/SKIP), so one file can hold many tests.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tools.threadcheck import leaked_threads
 from tools.raft_testlog_viz.frames import TestFrames
+from tools.threadcheck import leaked_threads
 
 pytest_plugins = ["pytester", "tools.raft_testlog_viz.pytest_plugin"]
 

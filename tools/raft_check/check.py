@@ -1,7 +1,8 @@
 """Check a test run's log against the safety properties of Raft.
 
-The log is the one ``pytest -o log_cli=true`` prints (DESIGN.md, "Logging:
-the format the visualizer reads"); it is read with the visualizer's parser.
+The log is the one ``pytest -o log_cli=true`` prints (the format is
+described in ``docs/log-format.md``); it is read with the visualizer's
+parser.
 Three kinds of lines carry what the checks need:
 
 * ``[i] becomes Leader; term=T, log=[LogEntry(...), ...]``: server ``i``

@@ -1,8 +1,9 @@
 """The test-log visualizer: turns a test run's Raft log into timelines.
 
-A log in the DESIGN.md line format (``HH:MM:SS.ffffff [ID] message``, each
-test framed by ``=== RUN name`` and ``--- PASS: name (Ns)``) becomes one HTML
-page per test plus an index, or a coloured timeline in the terminal.
+A log in the format of ``docs/log-format.md`` (``HH:MM:SS.ffffff [ID]
+message``, each test framed by ``=== RUN name`` and ``--- PASS: name (Ns)``)
+becomes one HTML page per test plus an index, or a coloured timeline in the
+terminal.
 
 * ``parse`` reads the log into tests and their entries;
 * ``timeline`` replays each test: server states, terms, heartbeats, actions;

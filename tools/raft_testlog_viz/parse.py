@@ -1,7 +1,7 @@
 """Reading a test run's log: tests, their frames and their Raft log entries.
 
-The log is what ``pytest -o log_cli=true`` prints (see DESIGN.md, "Logging:
-the format the visualizer reads"). Three kinds of lines matter:
+The log is what ``pytest -o log_cli=true`` prints (the format is described
+in ``docs/log-format.md``). Three kinds of lines matter:
 
 * ``=== RUN <name>`` opens a test's frame;
 * ``--- PASS: <name> (<seconds>s)`` (or ``FAIL``, ``SKIP``) closes it;
