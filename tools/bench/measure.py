@@ -39,6 +39,9 @@ from .cluster import (
     persistent,
 )
 
+LEADER_TIMEOUT = 10.0
+"""Seconds a fresh cluster gets to agree on a leader before it is STALLED."""
+
 WAIT_TICK = 0.02
 """Seconds between two checks (leader, stall, progress bar) while waiting
 for commands to be delivered."""
@@ -189,9 +192,10 @@ class Bench:
         change, is recorded in ``m`` and the phase goes on."""
         for attempt in range(2):
             with self.cluster(3) as cluster:
-                leader = cluster.wait_for_leader(self.settings.stall_seconds)
-                self.bar(label + (" (retry: leader changed)" if attempt else ""), total)
                 try:
+                    leader = cluster.wait_for_leader(LEADER_TIMEOUT)
+                    retry = " (retry: leader changed)" if attempt else ""
+                    self.bar(label + retry, total)
                     run(cluster, leader)
                 except LeaderChangedError:
                     continue
@@ -350,11 +354,11 @@ def failover(bench: Bench, m: Measurement) -> None:
     samples = []
     for trial in range(bench.settings.failover_trials):
         with bench.cluster(3) as cluster:
-            leader, _ = cluster.wait_for_leader(bench.settings.stall_seconds)
+            leader, _ = cluster.wait_for_leader(LEADER_TIMEOUT)
             time.sleep(FAILOVER_SETTLE)
             start = time.perf_counter()
             cluster.cut(leader, crash)
-            cluster.wait_for_leader(bench.settings.stall_seconds)
+            cluster.wait_for_leader(LEADER_TIMEOUT)
             samples.append((time.perf_counter() - start) * 1000)
         bench.advance(trial + 1)
     m.distribution("failover", samples)
@@ -368,7 +372,7 @@ def idle(bench: Bench, m: Measurement) -> None:
     m.figures("RPC/s", "idle RPCs")
     seconds = bench.settings.idle_seconds
     with bench.cluster(5) as cluster:
-        leader = cluster.wait_for_leader(bench.settings.stall_seconds)
+        leader = cluster.wait_for_leader(LEADER_TIMEOUT)
         time.sleep(IDLE_SETTLE)
         bench.bar("idle", seconds)
         rpcs, cpu, own_cpu = cluster.rpc_count(), cpu_seconds(), time.thread_time()
