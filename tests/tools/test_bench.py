@@ -151,7 +151,7 @@ def test_settings_from_args() -> None:
     def settings(*args: str) -> Settings:
         return settings_from_args(parser, parser.parse_args(args))
 
-    assert settings() == Settings(only=("throughput", "latency", "failover", "idle"))
+    assert settings() == Settings()
     quick = settings("--quick", "--part", "part2", "--logging", "on")
     assert quick == dataclasses.replace(
         QUICK, part="part2", logging=("on",), only=tuple(measure.RAFT_PHASES)

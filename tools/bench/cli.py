@@ -13,7 +13,7 @@ import platform
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,12 @@ from rich.progress import (
 from rich.table import Table
 
 from .cluster import LOG_FORMAT, StalledError, raft_logging
-from .measure import QUICK, RAFT_PHASES, Bench, Measurement, Settings
+from .measure import QUICK, RAFT_PHASES, Bench, Measurement, Phase, Settings
 
-PARTS: dict[str, dict[str, Callable[[Bench, Measurement], None]]] = {
-    "part2": RAFT_PHASES,
-    "part3": RAFT_PHASES,
-}
+PARTS: dict[str, dict[str, Phase]] = {"part2": RAFT_PHASES, "part3": RAFT_PHASES}
 """The phases each part is measured in, in order: all the benchmark knows of
-a part. part1 only elects, so it has none."""
+a part (part1 only elects: it has none). A part driven through another API,
+such as a key/value service, brings its own table from a module of its own."""
 
 ENV_KNOBS = ("RAFT_UNRELIABLE_RPC", "RAFT_FORCE_MORE_REELECTION")
 """Environment variables that change how the parts behave."""
@@ -78,7 +76,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--part", choices=list(PARTS), default="part3", help="default: %(default)s")
-    add("--quick", action="store_true", help="the reduced set (see below), ~10 s/mode")
+    add(
+        "--quick",
+        action="store_true",
+        help="the reduced set (see below): about 10 s a mode",
+    )
     add(
         "--logging",
         choices=["off", "on", "both"],
@@ -135,17 +137,17 @@ def settings_from_args(
 
 
 def run(bench: Bench, settings: Settings) -> Results:
-    """Every measurement of the run. A phase that stalls outside a
-    throughput or latency run (no leader) ends its run as STALLED."""
+    """Every measurement of the run. A StalledError out of a phase (a
+    failover or idle cluster without a leader) ends that run as STALLED."""
     results: Results = {}
     for mode in settings.logging:
         with raft_logging(settings.part, enabled=mode == "on"):
             for name in settings.only:
                 for i in range(1, settings.repeat + 1):
-                    runs = (
-                        f" (run {i}/{settings.repeat})" if settings.repeat > 1 else ""
-                    )
-                    bench.prefix = f"{settings.part} logging {mode}{runs}: "
+                    bench.prefix = f"{settings.part} logging {mode}"
+                    if settings.repeat > 1:
+                        bench.prefix += f" run {i}/{settings.repeat}"
+                    bench.prefix += ": "
                     m = Measurement()
                     try:
                         PARTS[settings.part][name](bench, m)

@@ -53,13 +53,6 @@ def make_server(
     return importlib.import_module(f"{part}.server").Server(*args), chan
 
 
-def accepted(result: bool | int) -> bool:
-    """Whether a ``submit`` result means the leader took the command: part2
-    returns a bool, part3 the log index or -1. The bool test comes first
-    because False is also the int 0, a valid index."""
-    return result if isinstance(result, bool) else result >= 0
-
-
 @contextlib.contextmanager
 def raft_logging(part_name: str, enabled: bool) -> Iterator[None]:
     """Set how the part logs while the block runs, then restore it.

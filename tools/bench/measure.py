@@ -34,7 +34,6 @@ from .cluster import (
     Cluster,
     LeaderChangedError,
     StalledError,
-    accepted,
     make_server,
     persistent,
 )
@@ -67,13 +66,15 @@ class Settings:
 
     part: str = "part3"
     logging: tuple[str, ...] = ("off", "on")
-    only: tuple[str, ...] = ()
-    """The phases to measure, in the part's order; empty for all."""
+    only: tuple[str, ...] = ("throughput", "latency", "failover", "idle")
+    """The phases to measure, in the part's order."""
     throughput_ns: tuple[int, ...] = (1_000, 5_000, 20_000)
     latency_commands: int = 500
     failover_trials: int = 30
     idle_seconds: float = 10.0
     stall_seconds: float = 10.0
+    """A throughput or latency run that delivers nothing new for this long
+    is STALLED."""
     repeat: int = 1
     quick: bool = False
 
@@ -146,16 +147,16 @@ class Bench:
     def bar(self, label: str, total: float) -> None:
         """Show a new progress bar for ``total`` units of work."""
         self.task = self.progress.add_task(self.prefix + label, total=total)
-        self.advance(0, force=True)
+        self.progress.refresh()
 
-    def advance(self, completed: float, force: bool = False) -> None:
+    def advance(self, completed: float) -> None:
         """Set the bar; redraw at most every REFRESH_INTERVAL s. The bars
         never refresh on a thread of their own (rich's default): that thread
         would count in the idle CPU and compete with the servers."""
         assert self.task is not None
         self.progress.update(self.task, completed=completed)
         now = time.perf_counter()
-        if force or now - self.last_refresh >= REFRESH_INTERVAL:
+        if now - self.last_refresh >= REFRESH_INTERVAL:
             self.progress.refresh()
             self.last_refresh = now
 
@@ -231,8 +232,11 @@ class Bench:
 
 
 def submit(server: Any, command: int) -> None:
-    """Submit ``command``; a refusal means the leader was deposed."""
-    if not accepted(server.submit(command)):
+    """Submit ``command``; a refusal means the leader was deposed. part2
+    answers with a bool, part3 with the log index or -1; the bool test comes
+    first because False is also the int 0, a valid index."""
+    result = server.submit(command)
+    if not (result if isinstance(result, bool) else result >= 0):
         raise LeaderChangedError(f"submit of {command} refused")
 
 
@@ -390,7 +394,11 @@ def idle(bench: Bench, m: Measurement) -> None:
     m.details |= {"wall_seconds": wall, "cpu_seconds": cpu, "rpcs": rpcs}
 
 
-RAFT_PHASES: dict[str, Callable[[Bench, Measurement], None]] = {
+Phase = Callable[[Bench, Measurement], None]
+"""A kind of measurement: a function that runs it once and fills the
+Measurement it is given."""
+
+RAFT_PHASES: dict[str, Phase] = {
     "throughput": throughput,
     "latency": latency,
     "failover": failover,
