@@ -469,13 +469,16 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
             if self.command != "HEAD":
                 self.wfile.write(data)
         except OSError as error:
-            self.log_message("the client left before the answer: %s", error)
+            self.server.log("could not answer %r: %s", self.requestline, error)
 
     def send_error(
         self, code: int, message: str | None = None, explain: str | None = None
     ) -> None:
         """Answer an error http.server itself found (a malformed request
         line or header) in JSON too."""
+        # A request line it cannot parse leaves the version at HTTP/0.9,
+        # whose responses have no status line: answer in HTTP/1.0.
+        self.request_version = "HTTP/1.0"
         self.answer(HTTPStatus(code), {"error": message or HTTPStatus(code).phrase})
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -219,7 +219,11 @@ class Harness:
         ready = threading.Event()
         service = KVService(i, self.peer_ids(i), self.storage[i], ready)
         port = int(self.addrs[i].rpartition(":")[2])
-        self.addrs[i] = service.serve_http(port)
+        try:
+            self.addrs[i] = service.serve_http(port)
+        except OSError:  # a stray process took the port
+            service.shutdown()
+            raise
         self.services[i] = service
         self.alive[i] = True
         self.reconnect_service_to_peers(i)

@@ -38,7 +38,7 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 
-from .api import MAX_BODY, Reply, Request, Status, decode_json, route
+from .api import MAX_BODY, Reply, Request, Status, brief, decode_json, route
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,13 @@ class KVClient:
                 except ATTEMPT_ERRORS as error:
                     self.clientlog("%s: %s", addr, describe(error))
                 else:
-                    self.clientlog("%s: %s", addr, reply)
+                    self.clientlog(
+                        "%s: %s, found=%s, value=%s",
+                        addr,
+                        reply.status,
+                        reply.found,
+                        brief(reply.value),
+                    )
                     if reply.status == Status.OK:
                         return reply.value, reply.found
                     if reply.status != Status.NOT_LEADER:
