@@ -146,7 +146,8 @@ class Request:
                 f"missing field(s) {', '.join(map(repr, missing))} for {op}",
             )
         for name, expected in fields.items():
-            # type(), not isinstance(): JSON true is no integer here.
+            # Exact types: with isinstance(), JSON true would pass for an
+            # integer.
             if type(obj[name]) is not expected:
                 raise BadRequestError(
                     HTTPStatus.BAD_REQUEST,
@@ -178,14 +179,15 @@ class Reply:
         """Check a decoded reply to operation ``op``; raise ValueError if it
         is not one that a service of this API sends."""
         name = value_field(op)
-        if not isinstance(obj, dict) or obj.keys() != {"status", "found", name}:
-            raise ValueError(f"not a reply to {op}: {obj!r}")
-        status, found, value = obj["status"], obj["found"], obj[name]
-        if status not in set(Status) or type(found) is not bool:
-            raise ValueError(f"not a reply to {op}: {obj!r}")
-        if not isinstance(value, str):
-            raise ValueError(f"not a reply to {op}: {obj!r}")
-        return cls(Status(status), found, value)
+        if (
+            isinstance(obj, dict)
+            and obj.keys() == {"status", "found", name}
+            and obj["status"] in list(Status)
+            and type(obj["found"]) is bool
+            and type(obj[name]) is str
+        ):
+            return cls(Status(obj["status"]), obj["found"], obj[name])
+        raise ValueError(f"not a reply to {op}: {brief(json.dumps(obj))}")
 
 
 def decode_json(data: bytes) -> object:
