@@ -21,7 +21,9 @@ the Raft log: 400 for a body that is not a JSON object, a missing, unknown
 or mistyped field, or a missing or wrong Content-Type (parameters such as
 ``charset=utf-8`` are fine); 411 without a Content-Length; 413 for a body
 over ``MAX_BODY``; 404 for any other path (no redirects: ``/get`` and
-``/get/x`` are 404); 405 for a method other than POST.
+``/get/x`` are 404); 405 for a method other than POST; 408 when the client
+stalls for READ_TIMEOUT while sending the body; and what ``http.server`` finds wrong
+itself (a malformed request line, an oversized header) in JSON too.
 """
 
 from __future__ import annotations
@@ -41,10 +43,6 @@ from typing import Any
 
 MAX_BODY = 1024 * 1024
 """Largest request body accepted, in bytes (1 MiB)."""
-
-DELAYED_RESPONSE = 0.3
-"""Seconds a delayed response is held back (see ``delay_next_response``):
-longer than a client's attempt timeout, so the client gives up and resends."""
 
 READ_TIMEOUT = 5.0
 """Seconds a client may stall while sending its request."""
@@ -253,7 +251,7 @@ class APIServer(http.server.HTTPServer):
         self.log = log
         # mu guards the fields below.
         self.mu = threading.Lock()
-        self.delay_next = False
+        self.next_delay = 0.0
         self.connections: set[socket.socket] = set()
         self.threads: list[threading.Thread] = []
         # Set by close(): no new connection is served, and a delayed
@@ -292,20 +290,20 @@ class APIServer(http.server.HTTPServer):
         for thread in threads:
             thread.join()
 
-    def delay_next_response(self) -> None:
+    def delay_next_response(self, seconds: float) -> None:
         """Hold back the next response written, whatever it is, for
-        DELAYED_RESPONSE seconds."""
+        ``seconds``."""
         with self.mu:
-            self.delay_next = True
+            self.next_delay = seconds
 
     def hold_if_delayed(self) -> None:
-        """Before a response: wait DELAYED_RESPONSE seconds if it is the one
-        ``delay_next_response`` asked for (or until ``close()``)."""
+        """Before a response: wait if it is the one ``delay_next_response``
+        asked to hold back (or until ``close()``)."""
         with self.mu:
-            delay, self.delay_next = self.delay_next, False
+            delay, self.next_delay = self.next_delay, 0.0
         if delay:
-            self.log("delaying this response by %.0fms", DELAYED_RESPONSE * 1000)
-            self.closed.wait(DELAYED_RESPONSE)
+            self.log("delaying this response by %.0fms", delay * 1000)
+            self.closed.wait(delay)
 
     def process_request(
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any

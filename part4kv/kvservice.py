@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 COMMIT_TIMEOUT = 1.0
 """Seconds a handler waits for its command to be applied."""
 
+DELAYED_RESPONSE = 0.3
+"""Seconds ``delay_next_http_response`` holds a response back: longer than
+a client's attempt timeout, so the client gives up on it and resends."""
+
 END_OF_COMMITS = CommitEntry(command=None, index=-1, term=-1)
 """Put on the commit channel by shutdown() to end the updater."""
 
@@ -234,12 +238,12 @@ class KVService:
 
     def delay_next_http_response(self) -> None:
         """Hold back the next HTTP response this service writes, whatever it
-        is, for ``api.DELAYED_RESPONSE`` seconds: a client's attempt times
-        out meanwhile, although the request is carried out as usual."""
+        is, for DELAYED_RESPONSE seconds: a client's attempt times out
+        meanwhile, although the request is carried out as usual."""
         if self.http_server is None:
             raise RuntimeError(f"kv {self.id} does not serve HTTP")
         self.kvlog("will delay the next HTTP response")
-        self.http_server.delay_next_response()
+        self.http_server.delay_next_response(DELAYED_RESPONSE)
 
     def is_leader(self) -> bool:
         """True iff this service's Raft server is the leader."""

@@ -13,10 +13,10 @@ import pytest
 
 from part3.storage import MapStorage
 from part4kv import kvservice
-from part4kv.api import DELAYED_RESPONSE, Reply, Request, Status
+from part4kv.api import Reply, Request, Status
 from part4kv.harness import Harness
 from part4kv.kvclient import KVCommitError
-from part4kv.kvservice import COMMIT_TIMEOUT, KVService
+from part4kv.kvservice import COMMIT_TIMEOUT, DELAYED_RESPONSE, KVService
 from tests.part4kv.helpers import Background, wait_until
 from tests.part4kv.test_api import post_json
 
@@ -246,4 +246,4 @@ def test_delay_next_http_response_delays_the_next_one_whatever_it_is() -> None:
         # Only that one: the next response goes out at once.
         http_server = h.services[follower].http_server
         assert http_server is not None
-        assert not http_server.delay_next
+        assert http_server.next_delay == 0
