@@ -79,7 +79,7 @@ class History:
         with self.mu:
             self.operations.append(operation)
 
-    def list(self) -> list[dict[str, Any]]:
+    def operations_so_far(self) -> list[dict[str, Any]]:
         """The operations recorded so far, in the order they ended."""
         with self.mu:
             return [dict(operation) for operation in self.operations]
@@ -119,7 +119,7 @@ class Harness:
         self.storage = [MapStorage() for _ in range(n)]
         self.connected = [False] * n
         self.alive = [True] * n
-        self.history_ = History()
+        self.recorded = History()
         ready = threading.Event()
         self.services = [
             KVService(i, self.peer_ids(i), self.storage[i], ready) for i in range(n)
@@ -167,7 +167,7 @@ class Harness:
     def history(self) -> list[dict[str, Any]]:
         """Every call made on the clients of this harness, in the history
         format of ``tools.lincheck``."""
-        return self.history_.list()
+        return self.recorded.operations_so_far()
 
     # --- Faults -----------------------------------------------------------
 
@@ -261,7 +261,7 @@ class Harness:
 
     def client(self, addrs: list[str], attempt_timeout: float) -> RecordedClient:
         """A recorded client of ``addrs``."""
-        client = RecordedClient(addrs, attempt_timeout, self.history_)
+        client = RecordedClient(addrs, attempt_timeout, self.recorded)
         self.tlog(f"new client {client.id} of {addrs}")
         return client
 
