@@ -103,6 +103,19 @@ def run(storages: list[Storage], port: int, stop: threading.Event) -> None:
             service.shutdown()
 
 
+def base_port(text: str) -> int:
+    """An argparse type: a port such that the cluster's ports all exist."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 1 <= port <= 65536 - CLUSTER_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not between 1 and {65536 - CLUSTER_SIZE}"
+        )
+    return port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the cluster until SIGINT or SIGTERM; return the exit status."""
     stop = threading.Event()
@@ -125,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=base_port,
         default=0,
         help="serve service N on PORT+N (default: free ports)",
     )

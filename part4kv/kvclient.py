@@ -197,7 +197,10 @@ def parse_addrs(text: str) -> list[str]:
 
 def positive(text: str) -> float:
     """An argparse type: a number of seconds above 0."""
-    seconds = float(text)
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"{text} is not above 0")
     return seconds

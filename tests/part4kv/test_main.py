@@ -210,3 +210,20 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
             assert cluster.process.wait(timeout=START_DEADLINE) == 1
     assert "in use" in cluster.stderr()
     assert "Traceback" not in cluster.stderr()
+
+
+@pytest.mark.parametrize(
+    "args", [["--port", "70000"], ["--port", "x"], ["--data-dir"], ["extra"]]
+)
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "part4kv", *args],
+        capture_output=True,
+        text=True,
+        timeout=START_DEADLINE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+    assert "Traceback" not in result.stderr
