@@ -29,7 +29,7 @@ from part3.storage import MapStorage
 
 from .api import Request
 from .kvclient import KVClient, KVCommitError, KVTimeoutError
-from .kvservice import KVService
+from .kvservice import COMMIT_TIMEOUT, KVService
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,12 @@ CHECK_DEADLINE = 5.0
 
 TIMES_OUT_DEADLINE = 0.3
 """The deadline of the call ``check_get_times_out`` expects to time out."""
+
+NO_RESEND_ATTEMPT_TIMEOUT = COMMIT_TIMEOUT + 0.5
+"""An attempt timeout above COMMIT_TIMEOUT: a client with it waits for the
+handler's own answer (OK, FailedCommit or Timeout), so it never resends a
+command a leader took, which part4kv could apply twice. A leader cut off
+from the others makes such a client fail (Timeout) instead of moving on."""
 
 POLL_INTERVAL = 0.010
 """Seconds between two looks at the cluster while waiting for a condition."""

@@ -14,15 +14,11 @@ import pytest
 from part3.storage import MapStorage
 from part4kv import kvservice
 from part4kv.api import Reply, Request, Status
-from part4kv.harness import Harness
+from part4kv.harness import NO_RESEND_ATTEMPT_TIMEOUT, Harness
 from part4kv.kvclient import KVCommitError
-from part4kv.kvservice import COMMIT_TIMEOUT, DELAYED_RESPONSE, KVService
+from part4kv.kvservice import DELAYED_RESPONSE, KVService
 from tests.part4kv.helpers import Background, wait_until
 from tests.part4kv.test_api import post_json
-
-LONG_ATTEMPT = 2 * COMMIT_TIMEOUT
-"""An attempt timeout that outlasts a handler: a client with it hears the
-handler's own answer instead of moving on."""
 
 
 def test_no_commit_missed_between_submit_and_subscribe(
@@ -46,7 +42,7 @@ def test_no_commit_missed_between_submit_and_subscribe(
         monkeypatch.setattr(
             service.raft_server, "submit", submit_then_wait_for_the_updater
         )
-        c = h.new_client_single_service(lid, attempt_timeout=LONG_ATTEMPT)
+        c = h.new_client_single_service(lid, attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
         assert h.check_put(c, "k", "v") == ("", False)
         assert service.commit_subs == {}
 
@@ -57,7 +53,7 @@ def test_handler_that_times_out_leaves_no_subscription() -> None:
         h.disconnect_service_from_peers(lid)
 
         # The cut-off leader takes the request but cannot commit it.
-        c = h.new_client_single_service(lid, attempt_timeout=LONG_ATTEMPT)
+        c = h.new_client_single_service(lid, attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
         with pytest.raises(KVCommitError, match="Timeout"):
             c.put("k", "v")
         assert h.services[lid].commit_subs == {}
@@ -152,7 +148,9 @@ def test_failed_commit_when_another_leader_takes_the_index(
         # The others elect a leader, which commits another put at that index;
         # the old leader, back, gets it in place of its own.
         new_lid = h.check_single_leader()
-        c = h.new_client_single_service(new_lid)
+        c = h.new_client_single_service(
+            new_lid, attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT
+        )
         assert h.check_put(c, "k", "new") == ("", False)
         h.reconnect_service_to_peers(lid)
 
@@ -173,7 +171,9 @@ def test_cut_off_leader_never_answers_from_stale_data() -> None:
         # The old leader still holds k=old, and still believes it leads; but
         # a get is a command it must commit first, which it cannot.
         assert h.services[lid].datastore.get("k") == ("old", True)
-        stale = h.new_client_single_service(lid, attempt_timeout=LONG_ATTEMPT)
+        stale = h.new_client_single_service(
+            lid, attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT
+        )
         with pytest.raises(KVCommitError, match="Timeout"):
             stale.get("k")
 

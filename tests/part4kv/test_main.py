@@ -17,8 +17,8 @@ from types import TracebackType
 
 import pytest
 
+from part4kv.harness import NO_RESEND_ATTEMPT_TIMEOUT
 from part4kv.kvclient import KVClient, KVCommitError, KVTimeoutError
-from part4kv.kvservice import COMMIT_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,7 +113,7 @@ class Cluster:
 def test_ctrl_c_stops_the_cluster(tmp_path: Path) -> None:
     with Cluster(tmp_path) as cluster:
         addrs = cluster.start()
-        c = KVClient(addrs)
+        c = KVClient(addrs, attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
         assert c.put("k", "v") == ("", False)
         assert c.get("k") == ("v", True)
 
@@ -130,13 +130,13 @@ def test_ctrl_c_stops_the_cluster(tmp_path: Path) -> None:
 def test_data_dir_keeps_the_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "new" / "data"  # created, parents too
     with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
-        c = KVClient(cluster.start())
+        c = KVClient(cluster.start(), attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
         c.put("k", "v")
         c.append("k", "w")
         assert cluster.stop(signal.SIGTERM) == 0
 
     with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
-        c = KVClient(cluster.start())
+        c = KVClient(cluster.start(), attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
         assert c.get("k") == ("vw", True)
         assert cluster.stop(signal.SIGINT) == 0
     assert "Traceback" not in cluster.stderr()
@@ -153,7 +153,7 @@ def test_killed_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) -> 
     attempted = 0
     for _ in range(3):
         with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
-            c = KVClient(cluster.start(), attempt_timeout=COMMIT_TIMEOUT + 0.2)
+            c = KVClient(cluster.start(), attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
             value, _ = c.get("log", timeout=10)
             check_tokens(value, acknowledged, attempted)
 
@@ -163,7 +163,9 @@ def test_killed_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) -> 
                 token = attempted
                 attempted += 1
                 try:
-                    c.append("log", f"{token},", timeout=COMMIT_TIMEOUT + 0.5)
+                    c.append(
+                        "log", f"{token},", timeout=NO_RESEND_ATTEMPT_TIMEOUT + 0.5
+                    )
                 except (KVTimeoutError, KVCommitError):
                     break  # killed: the outcome is unknown
                 acknowledged.append(token)
@@ -171,7 +173,7 @@ def test_killed_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) -> 
             cluster.process.wait()
 
     with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
-        c = KVClient(cluster.start(), attempt_timeout=COMMIT_TIMEOUT + 0.2)
+        c = KVClient(cluster.start(), attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
         value, _ = c.get("log", timeout=10)
         check_tokens(value, acknowledged, attempted)
         assert cluster.stop(signal.SIGINT) == 0
