@@ -28,12 +28,20 @@ from rich.progress import (
 from rich.table import Table
 
 from .cluster import LOG_FORMAT, StalledError, raft_logging
+from .kv import KV_PHASES, RAFT_STAGE
 from .measure import QUICK, RAFT_PHASES, Bench, Measurement, Phase, Settings
 
-PARTS: dict[str, dict[str, Phase]] = {"part2": RAFT_PHASES, "part3": RAFT_PHASES}
+PARTS: dict[str, dict[str, Phase]] = {
+    "part2": RAFT_PHASES,
+    "part3": RAFT_PHASES,
+    "part4kv": KV_PHASES,
+}
 """The phases each part is measured in, in order: all the benchmark knows of
-a part (part1 only elects: it has none). A part driven through another API,
-such as a key/value service, brings its own table from a module of its own."""
+a part (part1 only elects: it has none)."""
+
+LOGGERS: dict[str, tuple[str, ...]] = {"part4kv": ("part4kv", RAFT_STAGE)}
+"""The loggers of each part that logs through more than its own: a
+key/value stage logs through the Raft stage it runs on, too."""
 
 ENV_KNOBS = ("RAFT_UNRELIABLE_RPC", "RAFT_FORCE_MORE_REELECTION")
 """Environment variables that change how the parts behave."""
@@ -58,6 +66,8 @@ SIZES = {
     "--commands": ("latency_commands", "M", at_least(2), "latency commands"),
     "--trials": ("failover_trials", "K", at_least(2), "failover trials"),
     "--idle-seconds": ("idle_seconds", "S", at_least(1, float), "idle seconds"),
+    "--clients": ("kv_clients", "C", at_least(1), "key/value client counts"),
+    "--kv-seconds": ("kv_seconds", "S", at_least(1, float), "key/value run seconds"),
 }
 """The options that size a phase: the Settings field each sets, its
 metavar, its type and what it is."""
@@ -109,7 +119,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
             dest=name,
             type=kind,
             metavar=metavar,
-            nargs="+" if option == "-n" else None,
+            nargs="+" if option in ("-n", "--clients") else None,
             help=f"{what} (default {full}; --quick {quick})",
         )
     add("--json", type=Path, metavar="FILE", help="also write the whole run to FILE")
@@ -124,8 +134,9 @@ def settings_from_args(
     if unknown := set(args.only or ()) - set(phases):
         parser.error(f"{args.part} has no phase {', '.join(sorted(unknown))}")
     given = {name: getattr(args, name) for name, *_ in SIZES.values()}
-    if args.throughput_ns:
-        given["throughput_ns"] = tuple(sorted(set(args.throughput_ns)))
+    for name in ("throughput_ns", "kv_clients"):
+        if given[name]:
+            given[name] = tuple(sorted(set(given[name])))
     return dataclasses.replace(
         QUICK if args.quick else Settings(),
         part=args.part,
@@ -141,7 +152,8 @@ def run(bench: Bench, settings: Settings) -> Results:
     failover or idle cluster without a leader) ends that run as STALLED."""
     results: Results = {}
     for mode in settings.logging:
-        with raft_logging(settings.part, enabled=mode == "on"):
+        loggers = LOGGERS.get(settings.part, (settings.part,))
+        with raft_logging(loggers, enabled=mode == "on"):
             for name in settings.only:
                 for i in range(1, settings.repeat + 1):
                     bench.prefix = f"{settings.part} logging {mode}"
@@ -189,6 +201,21 @@ def number(value: float) -> str:
     return f"{value:,.{max(0, 2 - exponent)}f}"
 
 
+def sizes(settings: Settings) -> str:
+    """What the run's clusters and phases were, for the table's caption."""
+    if PARTS[settings.part] is KV_PHASES:
+        clients = ", ".join(map(str, settings.kv_clients))
+        return (
+            f"Clusters of 3 services over HTTP; latency: one client, "
+            f"{settings.latency_commands} puts then as many gets; throughput: "
+            f"{clients} clients, {settings.kv_seconds:g} s each."
+        )
+    return (
+        f"Clusters of 3 servers (idle: 5); latency: {settings.latency_commands} "
+        f"commands one at a time; failover: {settings.failover_trials} trials."
+    )
+
+
 def render_table(settings: Settings, rows: list[dict[str, Any]]) -> Table:
     """The rich table of a run: a section per logging mode."""
     repeat = settings.repeat
@@ -197,9 +224,7 @@ def render_table(settings: Settings, rows: list[dict[str, Any]]) -> Table:
         f"{'quick' if settings.quick else 'full'} set, "
         f"{f'median of {repeat} runs' if repeat > 1 else 'one run'}",
         caption=f"Log off: the part's loggers at WARNING. On: every DEBUG record "
-        f"formatted ('{LOG_FORMAT}') and written to {os.devnull}. Clusters of 3 "
-        f"servers (idle: 5); latency: {settings.latency_commands} commands one at "
-        f"a time; failover: {settings.failover_trials} trials.",
+        f"formatted ('{LOG_FORMAT}') and written to {os.devnull}. {sizes(settings)}",
     )
     for column in ["Log", "Figure", "Value", *["Runs"] * (repeat > 1), "Notes"]:
         table.add_column(column, justify="right" if column == "Value" else "left")

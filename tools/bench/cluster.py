@@ -54,27 +54,31 @@ def make_server(
 
 
 @contextlib.contextmanager
-def raft_logging(part_name: str, enabled: bool) -> Iterator[None]:
-    """Set how the part logs while the block runs, then restore it.
+def raft_logging(part_names: tuple[str, ...], enabled: bool) -> Iterator[None]:
+    """Set how the parts log while the block runs, then restore it.
 
-    Off: the part's loggers are at WARNING, so ``dlog`` returns before it
+    Off: the parts' loggers are at WARNING, so ``dlog`` returns before it
     formats anything. On: every DEBUG record is formatted and written to the
     null device, so a run pays all the cost of logging but the disk. Either
     way records never propagate to other handlers (pytest's, the root's),
     whose cost would depend on who runs the benchmark.
     """
-    logger = logging.getLogger(part_name)
-    saved = (logger.level, logger.propagate, logger.handlers)
+    loggers = [logging.getLogger(name) for name in part_names]
+    saved = [(lg.level, lg.propagate, lg.handlers) for lg in loggers]
     handler = logging.FileHandler(os.devnull)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    logger.handlers = [handler] if enabled else []
-    logger.setLevel(logging.DEBUG if enabled else logging.WARNING)
-    logger.propagate = False
+    for logger in loggers:
+        logger.handlers = [handler] if enabled else []
+        logger.setLevel(logging.DEBUG if enabled else logging.WARNING)
+        logger.propagate = False
     try:
         yield
     finally:
-        level, logger.propagate, logger.handlers = saved
-        logger.setLevel(level)  # setLevel, not assignment: it clears the cache
+        for logger, (level, logger.propagate, logger.handlers) in zip(
+            loggers, saved, strict=True
+        ):
+            # setLevel, not assignment: it clears the loggers' cache.
+            logger.setLevel(level)
         handler.close()
 
 

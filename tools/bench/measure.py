@@ -72,6 +72,10 @@ class Settings:
     latency_commands: int = 500
     failover_trials: int = 30
     idle_seconds: float = 10.0
+    kv_clients: tuple[int, ...] = (1, 4, 16)
+    """The numbers of concurrent clients of a key/value stage's throughput."""
+    kv_seconds: float = 3.0
+    """How long each key/value throughput run lasts."""
     stall_seconds: float = 10.0
     """A throughput or latency run that delivers nothing new for this long
     is STALLED."""
@@ -85,6 +89,7 @@ QUICK = dataclasses.replace(
     latency_commands=100,
     failover_trials=5,
     idle_seconds=3.0,
+    kv_seconds=1.0,
     quick=True,
 )
 """The reduced set of ``--quick``."""
