@@ -9,7 +9,6 @@ few runs is the figure least disturbed by whatever else the machine does.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from rich.table import Table
 
 from .check import Result, check
 from .generate import generate
+from .history import read_json
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _generator(ops: int, keys: int) -> Callable[[], Any]:
 
 def file_case(path: Path) -> Case:
     """A history file to time (read once, before the timing)."""
-    return Case(str(path), lambda: json.loads(path.read_text(encoding="utf-8")))
+    return Case(str(path), lambda: read_json(path))
 
 
 def time_check(

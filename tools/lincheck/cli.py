@@ -8,7 +8,6 @@ timeout ran out, 2 bad input (the message names the operation at fault).
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,7 +77,7 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
         cases = [file_case(path) for path in args.history] or standard_cases()
         try:
             run_bench(cases, args.repeat, args.timeout, console)
-        except (HistoryError, OSError, json.JSONDecodeError) as error:
+        except HistoryError as error:
             return _bad_input(console, str(error))
         return 0
     if len(args.history) != 1:

@@ -117,15 +117,19 @@ def load_history(path: Path, ops: Collection[str]) -> list[Operation]:
 
     Raises HistoryError if the file cannot be read or is not JSON, too.
     """
+    return parse_history(read_json(path), ops)
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in a file; HistoryError if it cannot be read or parsed."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise HistoryError(f"cannot read {path}: {error}") from error
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise HistoryError(f"{path} is not valid JSON: {error}") from error
-    return parse_history(data, ops)
 
 
 def _parse_operation(i: int, record: Any, ops: Collection[str]) -> Operation:
@@ -148,7 +152,10 @@ def _parse_operation(i: int, record: Any, ops: Collection[str]) -> Operation:
     call = _time(record, "call", where)
     ret = None if record["return"] is None else _time(record, "return", where)
     if ret is not None and ret < call:
-        raise HistoryError(f"{where}: return {ret!r} is before its call {call!r}")
+        raise HistoryError(
+            f"{where}: return {record['return']!r} is before its call "
+            f"{record['call']!r}"
+        )
     output = _output(record["output"], where)
     if output is not None and ret is None:
         raise HistoryError(f"{where}: an output but no return time")

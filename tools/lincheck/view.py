@@ -29,7 +29,7 @@ from .history import Operation, describe_output
 ROW_HEIGHT = 20
 """Pixels per lane of a client's row."""
 
-MIN_WIDTH = 900
+MIN_WIDTH = 800
 MAX_WIDTH = 40_000
 PX_PER_OP = 16
 """A timeline is about this many pixels per operation of its busiest
@@ -282,11 +282,11 @@ def _end(op: Operation, start: float) -> str:
 
 
 LEGEND = (
-    "<p class=legend><i class='op lin'>n</i> in the linearization, number n "
-    "<i class='op prefix'>n</i> in the longest linearizable prefix "
+    "<p class=legend><i class='op lin'>n</i> n-th in the linearization "
+    "<i class='op prefix'>n</i> n-th in the longest prefix "
     "<i class='op blocked'>✗</i> cannot come next "
     "<i class='op rest'></i> after the prefix "
-    "<i class='op unk'>?</i> no answer (open-ended)</p>\n"
+    "<i class='op unk'>?</i> no answer</p>\n"
 )
 
 STYLE = """
@@ -325,7 +325,7 @@ h1{font-size:1.3em;margin:.6em 0 .2em}h2{font-size:1.1em;margin:.3em 0}
 .op.unk.rest{background:linear-gradient(to right,#dee2e6,rgba(233,236,239,0))}
 .op.hl,li.hl{outline:3px solid #f08c00;z-index:3}
 li.hl{background:#fff3bf}
-.order{max-height:16em;overflow:auto;font:12px/1.4 monospace;margin:.3em 0;
+.order{max-height:12em;overflow:auto;font:12px/1.4 monospace;margin:.3em 0;
  border:1px solid #eee;padding-top:.2em}
 .stuck{font:12px/1.4 monospace;color:#c92a2a}
 .nexthead{font-weight:bold;color:#c92a2a;margin:.4em 0 0}
