@@ -6,4 +6,7 @@ back to the handler. Then ``api.py`` (the HTTP routes and JSON shapes),
 ``kvclient.py`` (a client that finds the leader), ``datastore.py`` (the
 state machine) and ``harness.py`` (the test cluster). ``python -m part5kv``
 runs a cluster by hand.
+
+What this part adds to part 4 is mostly in ``sessions.py``: how a request
+that a client sends again, because its answer was lost, takes effect once.
 """

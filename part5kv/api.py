@@ -13,8 +13,11 @@ route           request                            response
 ``/append/``    key, value                         status, found, prev_value
 ==============  =================================  ==============================
 
-Request fields are strings. ``status`` is one of ``Status``, with HTTP
-200; for any status but ``OK``, ``found`` is false and the value ``""``.
+Request fields are strings, and every request also carries ``client_id``
+and ``request_id``, integers of at least 1 (else 400): the client, and its
+request, which a retry sends again with the same id (see ``sessions``).
+``status`` is one of ``Status``, with HTTP 200; for any status but ``OK``,
+``found`` is false and the value ``""``.
 
 Bad input gets a JSON ``{"error": "<what is wrong>"}`` and never reaches
 the Raft log: 400 for a body that is not a JSON object, a missing, unknown
@@ -65,13 +68,22 @@ class Status(enum.StrEnum):
     """Another entry took the request's place in the log: not applied."""
     TIMEOUT = "Timeout"
     """No commit in time: the outcome is unknown, it may still be applied."""
+    DUPLICATE_REQUEST = "DuplicateRequest"
+    """Older than the client's last applied request: not applied."""
+    SESSION_EXPIRED = "SessionExpired"
+    """The client's session expired: not applied, and the outcome of its
+    earlier requests is lost."""
 
+
+SESSION_FIELDS: dict[str, type] = {"client_id": int, "request_id": int}
+"""The fields that say which client sent a request, and which request of
+its own it is; each must be at least 1."""
 
 REQUEST_FIELDS: dict[str, dict[str, type]] = {
-    "get": {"key": str},
-    "put": {"key": str, "value": str},
-    "cas": {"key": str, "compare_value": str, "value": str},
-    "append": {"key": str, "value": str},
+    "get": {"key": str, **SESSION_FIELDS},
+    "put": {"key": str, "value": str, **SESSION_FIELDS},
+    "cas": {"key": str, "compare_value": str, "value": str, **SESSION_FIELDS},
+    "append": {"key": str, "value": str, **SESSION_FIELDS},
 }
 """The operations, each with the fields its request must have, and their
 types."""
@@ -103,18 +115,27 @@ class BadRequestError(Exception):
 @dataclass(frozen=True, repr=False)
 class Request:
     """A client's request. ``value`` and ``compare_value`` are ``""`` for
-    the operations that don't use them."""
+    the operations that don't use them. ``client_id`` and ``request_id``
+    are 0 until a client's ``send`` gives the request its ids."""
 
     op: str
     key: str
     value: str = ""
     compare_value: str = ""
+    client_id: int = 0
+    request_id: int = 0
 
     def __repr__(self) -> str:
-        """The request as a call, with long strings cut short: ``put('k',
-        'v')``, ``cas('k', 'old', 'new')``."""
-        args = [brief(getattr(self, name)) for name in REQUEST_FIELDS[self.op]]
-        return f"{self.op}({', '.join(args)})"
+        """The request as a call, with long strings cut short, and its ids
+        once it has them: ``put('k', 'v')``, then ``put('k', 'v')#7.1``
+        (request 1 of client 7)."""
+        args = [
+            brief(getattr(self, name))
+            for name in REQUEST_FIELDS[self.op]
+            if name not in SESSION_FIELDS
+        ]
+        ids = f"#{self.client_id}.{self.request_id}" if self.request_id else ""
+        return f"{self.op}({', '.join(args)}){ids}"
 
     def to_json(self) -> dict[str, object]:
         """The JSON object a client sends: the fields of its operation."""
@@ -151,6 +172,12 @@ class Request:
                     HTTPStatus.BAD_REQUEST,
                     f"field {name!r} must be {JSON_TYPES[expected]}, "
                     f"not {json_type(obj[name])}",
+                )
+        for name in SESSION_FIELDS:
+            if obj[name] < 1:
+                raise BadRequestError(
+                    HTTPStatus.BAD_REQUEST,
+                    f"field {name!r} must be at least 1, not {obj[name]}",
                 )
         return cls(op=op, **obj)
 

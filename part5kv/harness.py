@@ -28,8 +28,13 @@ from typing import Any
 from part3.storage import MapStorage
 
 from .api import Request
-from .kvclient import KVClient, KVCommitError, KVTimeoutError
-from .kvservice import COMMIT_TIMEOUT, KVService
+from .kvclient import (
+    KVClient,
+    KVDuplicateRequestError,
+    KVSessionExpiredError,
+    KVTimeoutError,
+)
+from .kvservice import KVService
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +43,6 @@ CHECK_DEADLINE = 5.0
 
 TIMES_OUT_DEADLINE = 0.3
 """The deadline of the call ``check_get_times_out`` expects to time out."""
-
-NO_RESEND_ATTEMPT_TIMEOUT = COMMIT_TIMEOUT + 0.5
-"""An attempt timeout above COMMIT_TIMEOUT: a client with it waits for the
-handler's own answer (OK, FailedCommit or Timeout), so it never resends a
-command a leader took, which part4kv could apply twice. A leader cut off
-from the others makes such a client fail (Timeout) instead of moving on."""
 
 POLL_INTERVAL = 0.010
 """Seconds between two looks at the cluster while waiting for a condition."""
@@ -342,12 +341,16 @@ class Harness:
         return self.check_call(c, Request("append", key, value))
 
     def check_call(self, c: KVClient, request: Request) -> tuple[str, bool]:
-        """Send ``request`` through ``c``; a timeout or a commit error fails
-        the check."""
+        """Send ``request`` through ``c``; a timeout, a duplicate request or
+        an expired session fails the check."""
         self.tlog(f"client {c.id}: {request!r}")
         try:
             return c.send(request, CHECK_DEADLINE)
-        except (KVTimeoutError, KVCommitError) as error:
+        except (
+            KVTimeoutError,
+            KVDuplicateRequestError,
+            KVSessionExpiredError,
+        ) as error:
             raise AssertionError(
                 f"client {c.id}: {request!r} failed: {error!r}"
             ) from error

@@ -8,10 +8,14 @@ each case the client moves on to the next address and sends the request
 again, pausing briefly after a whole round without a leader (an election
 is probably under way), until the call's deadline.
 
-Resending after an attempt timeout is unsafe: the first attempt may have
-been applied all the same, slowly, and then the command is applied twice.
-part4kv cannot tell; that is what part5kv fixes. It does not resend after
-FailedCommit or Timeout either: it raises KVCommitError.
+Resending is safe: the first attempt may have been applied all the same,
+but every request carries the client's ``client_id`` and a ``request_id``
+drawn once per call, every attempt sends the same ids, and the services
+apply a request once however many copies of it they get (see
+``sessions``); a copy gets the response of the one execution. So the
+client also resends after FailedCommit or Timeout, until the deadline. It
+raises KVDuplicateRequestError on DuplicateRequest and
+KVSessionExpiredError on SessionExpired, and does not resend those.
 
 As a program::
 
@@ -21,8 +25,8 @@ As a program::
     python -m part5kv.kvclient ADDR[,ADDR...] append KEY VALUE
 
 prints ``{"found": bool, "value": str}`` (the value read, or the value
-before the operation) and exits 0; 1 on a timeout or commit error; 2 on a
-usage error.
+before the operation) and exits 0; 1 on a timeout, a duplicate request or
+an expired session; 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -32,11 +36,13 @@ import http.client
 import itertools
 import json
 import logging
+import secrets
 import sys
 import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .api import MAX_BODY, Reply, Request, Status, brief, decode_json, route
 
@@ -57,15 +63,34 @@ class KVTimeoutError(TimeoutError):
     """No leader answered before the call's deadline."""
 
 
-class KVCommitError(Exception):
-    """The leader answered FailedCommit or Timeout: the command was not
-    applied, or its outcome is unknown."""
+class KVDuplicateRequestError(Exception):
+    """The service answered DuplicateRequest: a later request of the client
+    was applied already, so this one was not. A client that sends one
+    request at a time never gets it, unless another uses its client_id."""
+
+
+class KVSessionExpiredError(Exception):
+    """The service answered SessionExpired: the client made no request for
+    so long that its session expired. This request was not applied; an
+    earlier attempt of it may have been. The client's next call starts a
+    new session."""
+
+
+def new_client_id() -> int:
+    """A random 63-bit client_id of at least 1: unique across processes
+    with overwhelming odds, and unaffected by seeding ``random``."""
+    return secrets.randbelow((1 << 63) - 1) + 1
 
 
 class KVClient:
     """A client of the services at ``service_addrs`` (``"HOST:PORT"``
     each). Each attempt waits at most ``attempt_timeout`` seconds for a
-    service to answer. Calls are serialized, and no thread is started."""
+    service to answer. Calls are serialized, and no thread is started.
+
+    Serialized calls are what the services' sessions need: a session holds
+    only the client's last request, so a client must not send a request
+    before the one before it is answered (see ``sessions``).
+    """
 
     def __init__(self, service_addrs: list[str], attempt_timeout: float = 0.1) -> None:
         if not service_addrs:
@@ -78,6 +103,13 @@ class KVClient:
         self.assumed_leader = 0
         self.id = next(client_ids)
         self.mu = threading.Lock()
+        self.start_session()
+
+    def start_session(self) -> None:
+        """Take a new client_id; the request ids start again from 1."""
+        self.client_id = new_client_id()
+        self.last_request_id = 0
+        self.clientlog("client_id %d", self.client_id)
 
     def get(self, key: str, timeout: float = 2.0) -> tuple[str, bool]:
         """Return ``(value, found)`` for ``key``; ``("", False)`` if absent."""
@@ -103,13 +135,20 @@ class KVClient:
         """Send ``request`` until a leader applies it, or ``timeout``
         seconds pass (KVTimeoutError); return the reply's value and found.
 
-        Raises KVCommitError on FailedCommit or Timeout, and ValueError for
-        a request larger than a service accepts.
+        Every attempt sends the same request id, drawn for this call.
+        Raises KVDuplicateRequestError on DuplicateRequest,
+        KVSessionExpiredError on SessionExpired, and ValueError for a
+        request larger than a service accepts.
         """
-        body = json.dumps(request.to_json()).encode()
-        if len(body) > MAX_BODY:
-            raise ValueError(f"the request has {len(body)} bytes, over {MAX_BODY}")
         with self.mu:
+            # Drawn under mu: the requests go out in the order of their ids.
+            self.last_request_id += 1
+            request = replace(
+                request, client_id=self.client_id, request_id=self.last_request_id
+            )
+            body = json.dumps(request.to_json()).encode()
+            if len(body) > MAX_BODY:
+                raise ValueError(f"the request has {len(body)} bytes, over {MAX_BODY}")
             deadline = time.monotonic() + timeout
             misses = 0  # attempts in a row that found no leader
             while (remaining := deadline - time.monotonic()) > 0:
@@ -131,10 +170,18 @@ class KVClient:
                     )
                     if reply.status == Status.OK:
                         return reply.value, reply.found
-                    if reply.status != Status.NOT_LEADER:
-                        raise KVCommitError(
-                            f"commit failed ({reply.status}); please retry"
+                    if reply.status == Status.DUPLICATE_REQUEST:
+                        raise KVDuplicateRequestError(
+                            f"{request!r} is older than a request applied already"
                         )
+                    if reply.status == Status.SESSION_EXPIRED:
+                        self.start_session()
+                        raise KVSessionExpiredError(
+                            f"the session of client {request.client_id} expired: "
+                            f"{request!r} was not applied"
+                        )
+                    # NotLeader, FailedCommit or Timeout: not applied, or
+                    # maybe applied; either way the same request may go again.
                 self.assumed_leader = (self.assumed_leader + 1) % len(self.addrs)
                 misses += 1
                 if misses % len(self.addrs) == 0:
@@ -257,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         value, found = client.send(request, args.timeout)
-    except (KVTimeoutError, KVCommitError) as error:
+    except (KVTimeoutError, KVDuplicateRequestError, KVSessionExpiredError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(json.dumps({"found": found, "value": value}))

@@ -12,12 +12,21 @@ Read this file first. A request travels like this:
 3. Raft replicates the entry. Once it is committed, the consensus module
    of every replica delivers it on that replica's commit channel.
 4. The updater thread (``run_updater``) of every replica takes the
-   committed entries in log order, applies each command to its DataStore,
-   and hands the result to the subscriptions of the entry's index.
+   committed entries in log order. It asks the session table
+   (``sessions.py``) whether the entry's request is new: only then is it
+   applied to the DataStore. A copy of the client's last request gets the
+   response recorded for it. The updater hands the outcome to the
+   subscriptions of the entry's index.
 5. The handler looks at what was applied at its index. Its own command
-   (the same ``command_id``): OK, with the result. Another command: a leader
-   of another term put its entry there, and ours is gone: FailedCommit.
-   Nothing within COMMIT_TIMEOUT: Timeout (the command may still commit).
+   (the same ``command_id``): the outcome, OK with the result (the recorded
+   one for a copy), DuplicateRequest or SessionExpired. Another command: a
+   leader of another term put its entry there, and ours is gone:
+   FailedCommit. Nothing within COMMIT_TIMEOUT: Timeout (the command may
+   still commit).
+
+A client resends a request whose answer it did not get, with the same ids:
+the session table makes sure it is applied once, however many copies of it
+reach the log.
 
 Gets go through the log too, so a read sees every write acknowledged
 before it: a leader cut off from the others cannot answer from stale data.
@@ -25,6 +34,7 @@ before it: a leader cut off from the others cannot answer from stale data.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -37,11 +47,16 @@ from part3.storage import Storage
 
 from .api import APIServer, Reply, Request, Status, brief
 from .datastore import DataStore
+from .sessions import Outcome, SessionTable
 
 log = logging.getLogger(__name__)
 
 COMMIT_TIMEOUT = 1.0
 """Seconds a handler waits for its command to be applied."""
+
+SESSION_WINDOW = 10_000
+"""A client's session is kept while it made a request in the last this many
+applied entries (see ``sessions``)."""
 
 DELAYED_RESPONSE = 0.3
 """Seconds ``delay_next_http_response`` holds a response back: longer than
@@ -54,7 +69,8 @@ END_OF_COMMITS = CommitEntry(command=None, index=-1, term=-1)
 @dataclass(frozen=True, repr=False)
 class Command:
     """What the service puts in the Raft log: a client's request, the
-    service that submitted it, and an identity of its own."""
+    service that submitted it, and an identity of its own. A request its
+    client sent again is another Command, with the same request ids."""
 
     request: Request
     service_id: int
@@ -69,9 +85,11 @@ class Command:
 
 @dataclass(frozen=True)
 class Applied:
-    """A committed command and what applying it returned."""
+    """A committed command, what the session table made of it, and the
+    response."""
 
     command: Command
+    outcome: Outcome
     value: str
     found: bool
 
@@ -97,7 +115,7 @@ class KVService:
     The Raft consensus module stays dormant until ``ready`` is set, so a
     harness can connect the services first. Its state is kept in
     ``storage``; a service restarted on the same storage rebuilds its
-    DataStore by applying the committed log again.
+    DataStore and its sessions by applying the committed log again.
     """
 
     def __init__(
@@ -113,6 +131,7 @@ class KVService:
         self.mu = threading.Lock()
         self.commit_subs: dict[int, list[CommitSubscription]] = {}
         self.datastore = DataStore()
+        self.sessions = SessionTable(SESSION_WINDOW)
         self.commit_chan: queue.Queue[CommitEntry] = queue.Queue()
         self.raft_server = Server(id, peer_ids, storage, ready, self.commit_chan)
         self.raft_server.serve()
@@ -188,7 +207,13 @@ class KVService:
                 "failed commit: %r lost index %d to %r", command, index, applied.command
             )
             return Reply(Status.FAILED_COMMIT)
-        return Reply(Status.OK, applied.found, applied.value)
+        match applied.outcome:
+            case Outcome.APPLIED | Outcome.REPEATED:
+                return Reply(Status.OK, applied.found, applied.value)
+            case Outcome.OLDER:
+                return Reply(Status.DUPLICATE_REQUEST)
+            case Outcome.EXPIRED:
+                return Reply(Status.SESSION_EXPIRED)
 
     def unsubscribe(self, subscription: CommitSubscription) -> None:
         """Drop a subscription, if the updater has not taken it. Expects mu."""
@@ -199,20 +224,28 @@ class KVService:
                 del self.commit_subs[subscription.index]
 
     def run_updater(self) -> None:
-        """Apply each committed command to the DataStore, in log order, and
-        tell the handlers waiting for its index.
+        """Apply each committed command that is new to the DataStore, in
+        log order, and tell the handlers waiting for its index.
 
         This is the replicated state machine: every replica runs the same
-        commands in the same order, so every DataStore holds the same data.
+        commands in the same order, so every DataStore and every session
+        table holds the same data.
         """
         while (entry := self.commit_chan.get()) is not END_OF_COMMITS:
             command = entry.command
-            value, found = self.apply(command.request)
-            applied = Applied(command, value, found)
+            request = command.request
+            outcome, value, found = self.sessions.execute(
+                entry.index,
+                request.client_id,
+                request.request_id,
+                functools.partial(self.apply, request),
+            )
+            applied = Applied(command, outcome, value, found)
             self.kvlog(
-                "applied %r at index %d: found=%s, value=%s",
+                "%r at index %d: %s; found=%s, value=%s",
                 command,
                 entry.index,
+                outcome.value,
                 found,
                 brief(value),
             )

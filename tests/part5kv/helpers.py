@@ -1,13 +1,18 @@
-"""Helpers of the part5kv tests: threads whose failures fail the test, and
-waiting for a condition with a deadline."""
+"""Helpers of the part5kv tests: threads whose failures fail the test,
+waiting for a condition with a deadline, and the ids of raw requests."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
 
 from part5kv.harness import CHECK_DEADLINE, POLL_INTERVAL
+from part5kv.kvservice import KVService
+
+raw_client_ids = itertools.count(1)
+"""The client_ids of the requests tests send by hand."""
 
 
 class Background:
@@ -49,3 +54,26 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"not true after {CHECK_DEADLINE}s: {what}")
         time.sleep(POLL_INTERVAL)
+
+
+def new_ids() -> dict[str, int]:
+    """The ids of the first request of a new client, for a request sent by
+    hand: ``{"client_id": ..., "request_id": 1}``."""
+    return {"client_id": next(raw_client_ids), "request_id": 1}
+
+
+def committed_copies(
+    service: KVService, client_id: int, request_id: int
+) -> list[tuple[int, int]]:
+    """The entries of ``service``'s committed log that hold request
+    ``request_id`` of ``client_id``: ``(index, id of the service that
+    submitted it)`` each."""
+    cm = service.raft_server.cm
+    with cm.mu:
+        committed = cm.log[: cm.commit_index + 1]
+    return [
+        (index, entry.command.service_id)
+        for index, entry in enumerate(committed)
+        if (entry.command.request.client_id, entry.command.request.request_id)
+        == (client_id, request_id)
+    ]

@@ -16,6 +16,14 @@ import pytest
 
 from part5kv.api import MAX_BODY
 from part5kv.harness import Harness
+from tests.part5kv.helpers import new_ids
+
+IDS = {"client_id": 1, "request_id": 1}
+"""The ids of a request that is refused for another reason."""
+
+BAD_PUT = json.dumps({"key": "bad", "value": "x", **IDS}).encode()
+"""A put that would be applied, were it not for what a test does to the
+request that carries it."""
 
 
 @dataclass(frozen=True)
@@ -97,30 +105,30 @@ def leader() -> Iterator[tuple[Harness, str]]:
 
 def test_replies_have_the_documented_shapes(leader: tuple[Harness, str]) -> None:
     _, addr = leader
-    put = {"key": "k", "value": "v"}
+    put = {"key": "k", "value": "v", **new_ids()}
     assert post_json(addr, "/put/", put).json() == {
         "status": "OK",
         "found": False,
         "prev_value": "",
     }
-    assert post_json(addr, "/get/", {"key": "k"}).json() == {
+    assert post_json(addr, "/get/", {"key": "k", **new_ids()}).json() == {
         "status": "OK",
         "found": True,
         "value": "v",
     }
-    cas = {"key": "k", "compare_value": "v", "value": "w"}
+    cas = {"key": "k", "compare_value": "v", "value": "w", **new_ids()}
     assert post_json(addr, "/cas/", cas).json() == {
         "status": "OK",
         "found": True,
         "prev_value": "v",
     }
-    append = {"key": "k", "value": "x"}
+    append = {"key": "k", "value": "x", **new_ids()}
     assert post_json(addr, "/append/", append).json() == {
         "status": "OK",
         "found": True,
         "prev_value": "w",
     }
-    assert post_json(addr, "/get/", {"key": "k"}).json() == {
+    assert post_json(addr, "/get/", {"key": "k", **new_ids()}).json() == {
         "status": "OK",
         "found": True,
         "value": "wx",
@@ -132,8 +140,8 @@ def test_follower_answers_not_leader() -> None:
         follower = (h.check_single_leader() + 1) % 3
         addr = h.service_addr(follower)
         for path, obj in [
-            ("/get/", {"key": "k"}),
-            ("/put/", {"key": "k", "value": "v"}),
+            ("/get/", {"key": "k", **new_ids()}),
+            ("/put/", {"key": "k", "value": "v", **new_ids()}),
         ]:
             reply = post_json(addr, path, obj).json()
             value_field = "value" if path == "/get/" else "prev_value"
@@ -146,9 +154,9 @@ def test_body_not_json(leader: tuple[Harness, str]) -> None:
         b"",
         b"not json",
         b'{"key": "bad"',
-        b'{"key": "bad\xff"}',  # not UTF-8
-        b'{"key": NaN}',
-        b'{"key": "bad", "key": "bad"}',
+        b'{"key": "bad\xff", "client_id": 1, "request_id": 1}',  # not UTF-8
+        b'{"key": NaN, "client_id": 1, "request_id": 1}',
+        b'{"key": "bad", "key": "bad", "client_id": 1, "request_id": 1}',
     ]:
         check_error(http_request(addr, "/get/", body), 400, body)
 
@@ -162,11 +170,15 @@ def test_body_not_an_object(leader: tuple[Harness, str]) -> None:
 def test_missing_field(leader: tuple[Harness, str]) -> None:
     _, addr = leader
     for path, obj in [
-        ("/get/", {}),
-        ("/put/", {"key": "bad"}),
-        ("/put/", {"value": "bad"}),
-        ("/cas/", {"key": "bad", "value": "x"}),
-        ("/append/", {"key": "bad"}),
+        ("/get/", IDS),
+        ("/put/", {"key": "bad", **IDS}),
+        ("/put/", {"value": "bad", **IDS}),
+        ("/cas/", {"key": "bad", "value": "x", **IDS}),
+        ("/append/", {"key": "bad", **IDS}),
+        # The ids are required.
+        ("/get/", {"key": "bad"}),
+        ("/put/", {"key": "bad", "value": "x", "client_id": 1}),
+        ("/append/", {"key": "bad", "value": "x", "request_id": 1}),
     ]:
         check_error(post_json(addr, path, obj), 400, (path, obj))
 
@@ -174,11 +186,10 @@ def test_missing_field(leader: tuple[Harness, str]) -> None:
 def test_unknown_field(leader: tuple[Harness, str]) -> None:
     _, addr = leader
     for path, obj in [
-        ("/get/", {"key": "bad", "value": "x"}),
-        ("/put/", {"key": "bad", "value": "x", "compare_value": "y"}),
-        # part5kv has no sessions: part5kv's fields are unknown here.
-        ("/append/", {"key": "bad", "value": "x", "client_id": 1, "request_id": 1}),
-        ("/get/", {"key": "bad", "Key": "bad"}),
+        ("/get/", {"key": "bad", "value": "x", **IDS}),
+        ("/put/", {"key": "bad", "value": "x", "compare_value": "y", **IDS}),
+        ("/get/", {"key": "bad", "Key": "bad", **IDS}),
+        ("/get/", {"key": "bad", "session_id": 1, **IDS}),
     ]:
         check_error(post_json(addr, path, obj), 400, (path, obj))
 
@@ -186,20 +197,40 @@ def test_unknown_field(leader: tuple[Harness, str]) -> None:
 def test_wrong_type(leader: tuple[Harness, str]) -> None:
     _, addr = leader
     for path, obj in [
-        ("/get/", {"key": 1}),
-        ("/get/", {"key": None}),
-        ("/get/", {"key": True}),
-        ("/get/", {"key": ["bad"]}),
-        ("/get/", {"key": {"bad": "bad"}}),
-        ("/put/", {"key": "bad", "value": 1.5}),
-        ("/cas/", {"key": "bad", "compare_value": False, "value": "x"}),
+        ("/get/", {"key": 1, **IDS}),
+        ("/get/", {"key": None, **IDS}),
+        ("/get/", {"key": True, **IDS}),
+        ("/get/", {"key": ["bad"], **IDS}),
+        ("/get/", {"key": {"bad": "bad"}, **IDS}),
+        ("/put/", {"key": "bad", "value": 1.5, **IDS}),
+        ("/cas/", {"key": "bad", "compare_value": False, "value": "x", **IDS}),
+        # The ids are JSON integers; true is not one.
+        ("/get/", {"key": "bad", "client_id": True, "request_id": 1}),
+        ("/get/", {"key": "bad", "client_id": 1, "request_id": True}),
+        ("/get/", {"key": "bad", "client_id": 1.0, "request_id": 1}),
+        ("/get/", {"key": "bad", "client_id": 1, "request_id": 2.5}),
+        ("/get/", {"key": "bad", "client_id": "1", "request_id": 1}),
+        ("/get/", {"key": "bad", "client_id": 1, "request_id": None}),
+        ("/get/", {"key": "bad", "client_id": [1], "request_id": 1}),
     ]:
         check_error(post_json(addr, path, obj), 400, (path, obj))
 
 
+def test_ids_below_1(leader: tuple[Harness, str]) -> None:
+    _, addr = leader
+    for ids in [
+        {"client_id": 0, "request_id": 1},
+        {"client_id": -1, "request_id": 1},
+        {"client_id": 1, "request_id": 0},
+        {"client_id": 1, "request_id": -(2**70)},
+    ]:
+        obj = {"key": "bad", "value": "x", **ids}
+        check_error(post_json(addr, "/put/", obj), 400, obj)
+
+
 def test_wrong_content_type(leader: tuple[Harness, str]) -> None:
     _, addr = leader
-    body = b'{"key": "bad", "value": "x"}'
+    body = BAD_PUT
     for content_type in [
         None,
         "",
@@ -220,7 +251,7 @@ def test_content_type_parameters_and_case_are_fine(
     for i, content_type in enumerate(
         ["application/json; charset=utf-8", "Application/JSON"]
     ):
-        body = json.dumps({"key": f"k{i}", "value": "x"}).encode()
+        body = json.dumps({"key": f"k{i}", "value": "x", **new_ids()}).encode()
         headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
         assert http_request(addr, "/put/", body, headers).json() == {
             "status": "OK",
@@ -230,9 +261,10 @@ def test_content_type_parameters_and_case_are_fine(
 
 
 def body_of_size(size: int, key: str) -> bytes:
-    """A put of ``key`` whose JSON body has exactly ``size`` bytes."""
-    body = json.dumps({"key": key, "value": ""}).encode()
-    padded = json.dumps({"key": key, "value": "x" * (size - len(body))}).encode()
+    """A put of ``key``, with the ids IDS, whose JSON body has exactly
+    ``size`` bytes."""
+    body = json.dumps({"key": key, "value": "", **IDS}).encode()
+    padded = json.dumps({"key": key, "value": "x" * (size - len(body)), **IDS}).encode()
     assert len(padded) == size
     return padded
 
@@ -243,7 +275,8 @@ def test_body_of_max_size_is_accepted(leader: tuple[Harness, str]) -> None:
     assert response.json() == {"status": "OK", "found": False, "prev_value": ""}
     value, found = h.new_client().get("big")
     assert found
-    assert len(value) == MAX_BODY - len(b'{"key": "big", "value": ""}')
+    empty = json.dumps({"key": "big", "value": "", **IDS}).encode()
+    assert len(value) == MAX_BODY - len(empty)
 
 
 def test_body_too_large(leader: tuple[Harness, str]) -> None:
@@ -256,18 +289,18 @@ def test_body_too_large(leader: tuple[Harness, str]) -> None:
 
 def test_no_content_length(leader: tuple[Harness, str]) -> None:
     _, addr = leader
-    body = b'{"key": "bad", "value": "x"}'
+    body = BAD_PUT
     check_error(
         http_request(addr, "/put/", body, {"Content-Type": "application/json"}), 411
     )
-    chunked = b'1c\r\n{"key": "bad", "value": "x"}\r\n0\r\n\r\n'
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
     headers = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
     check_error(http_request(addr, "/put/", chunked, headers), 411)
 
 
 def test_bad_content_length(leader: tuple[Harness, str]) -> None:
     _, addr = leader
-    body = b'{"key": "bad", "value": "x"}'
+    body = BAD_PUT
     for length in ["abc", "-1", "1e3", "", "²"]:
         headers = {"Content-Type": "application/json", "Content-Length": length}
         check_error(http_request(addr, "/put/", body, headers), 400, length)
@@ -275,7 +308,7 @@ def test_bad_content_length(leader: tuple[Harness, str]) -> None:
 
 def test_two_content_lengths(leader: tuple[Harness, str]) -> None:
     _, addr = leader
-    body = b'{"key": "bad", "value": "x"}'
+    body = BAD_PUT
     head = (
         f"POST /put/ HTTP/1.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nContent-Length: 2\r\n\r\n"
@@ -285,7 +318,7 @@ def test_two_content_lengths(leader: tuple[Harness, str]) -> None:
 
 def test_body_shorter_than_content_length(leader: tuple[Harness, str]) -> None:
     _, addr = leader
-    body = b'{"key": "bad", "value": "x"}'
+    body = BAD_PUT
     headers = {"Content-Type": "application/json", "Content-Length": "100"}
     check_error(http_request(addr, "/put/", body, headers), 400)
 
@@ -293,7 +326,7 @@ def test_body_shorter_than_content_length(leader: tuple[Harness, str]) -> None:
 def test_unknown_path(leader: tuple[Harness, str]) -> None:
     _, addr = leader
     for path in ["/get", "/get/x", "/", "/nope/", "/get/?key=bad", "//get/", "/GET/"]:
-        response = post_json(addr, path, {"key": "bad"})
+        response = post_json(addr, path, {"key": "bad", **IDS})
         check_error(response, 404, path)
         assert "location" not in response.headers  # no redirect
         check_error(http_request(addr, path, method="GET"), 404, path)
@@ -301,7 +334,7 @@ def test_unknown_path(leader: tuple[Harness, str]) -> None:
 
 def test_method_not_allowed(leader: tuple[Harness, str]) -> None:
     _, addr = leader
-    body = b'{"key": "bad", "value": "x"}'
+    body = BAD_PUT
     for method in ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "FOO"]:
         response = http_request(addr, "/put/", body, method=method)
         check_error(response, 405, method)

@@ -17,13 +17,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from part5kv import kvclient
 from part5kv.api import MAX_BODY
 from part5kv.harness import Harness
-from part5kv.kvclient import KVClient, KVCommitError, KVTimeoutError
+from part5kv.kvclient import (
+    KVClient,
+    KVDuplicateRequestError,
+    KVSessionExpiredError,
+    KVTimeoutError,
+)
 from tests.part5kv.helpers import run_concurrently
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,8 +73,9 @@ class StubHandler(socketserver.BaseRequestHandler):
         self.server.respond(self.request)
 
 
-def read_request(connection: socket.socket) -> None:
-    """Read an HTTP request with a Content-Length from ``connection``."""
+def read_request(connection: socket.socket) -> Any:
+    """Read an HTTP request with a Content-Length from ``connection``;
+    return its JSON body."""
     data = b""
     while b"\r\n\r\n" not in data:
         data += connection.recv(65536)
@@ -80,6 +87,7 @@ def read_request(connection: socket.socket) -> None:
     )
     while len(body) < length:
         body += connection.recv(65536)
+    return json.loads(body)
 
 
 def send_json(connection: socket.socket, reply: object) -> None:
@@ -92,11 +100,16 @@ def send_json(connection: socket.socket, reply: object) -> None:
     )
 
 
-def answer_json(reply: object) -> Callable[[socket.socket], None]:
-    """A stub response: read the request, answer ``reply``."""
+def answer_json(
+    reply: object, requests: list[Any] | None = None
+) -> Callable[[socket.socket], None]:
+    """A stub response: read the request (and append it to ``requests``),
+    answer ``reply``."""
 
     def respond(connection: socket.socket) -> None:
-        read_request(connection)
+        request = read_request(connection)
+        if requests is not None:
+            requests.append(request)
         send_json(connection, reply)
 
     return respond
@@ -116,6 +129,11 @@ def black_hole(connection: socket.socket) -> None:
     """A stub response: none. Wait until the client gives up."""
     while connection.recv(65536):
         pass
+
+
+def reply_of(status: str) -> dict[str, object]:
+    """A reply to a put with ``status``, and nothing else."""
+    return {"status": status, "found": False, "prev_value": ""}
 
 
 @pytest.fixture
@@ -211,14 +229,78 @@ def test_backs_off_after_a_round_without_leader(stubs: Callable[..., Stub]) -> N
     assert sum(f.connections for f in followers) <= 2 * rounds
 
 
+def test_every_attempt_of_a_call_sends_the_same_ids(
+    stubs: Callable[..., Stub],
+) -> None:
+    # Each service that fails the call differently; the last one applies it.
+    requests: list[Any] = []
+    failing = [
+        stubs(answer_json(reply_of(status), requests))
+        for status in ["NotLeader", "FailedCommit", "Timeout"]
+    ]
+    hole = stubs(black_hole)
+    leader = stubs(answer_json(OK, requests))
+    addrs = [closed_port_addr(), hole.addr, *(f.addr for f in failing), leader.addr]
+    c = KVClient(addrs, attempt_timeout=0.2)
+    assert c.put("k", "v") == ("old", True)
+    assert c.put("k", "w") == ("old", True)
+
+    ids = [(r["client_id"], r["request_id"]) for r in requests]
+    assert ids == [(c.client_id, 1)] * 4 + [(c.client_id, 2)]
+    assert hole.connections == 1
+    assert 1 <= c.client_id < 2**63
+
+
 @pytest.mark.parametrize("status", ["FailedCommit", "Timeout"])
-def test_commit_errors_are_not_retried(stubs: Callable[..., Stub], status: str) -> None:
-    leader = stubs(answer_json({"status": status, "found": False, "prev_value": ""}))
+def test_commit_errors_are_retried(stubs: Callable[..., Stub], status: str) -> None:
+    leader = stubs(answer_json(reply_of(status)))
     other = stubs(answer_json(OK))
     c = KVClient([leader.addr, other.addr], attempt_timeout=PATIENT)
-    with pytest.raises(KVCommitError, match=status):
+    assert c.put("k", "v") == ("old", True)
+    assert (leader.connections, other.connections) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        ("DuplicateRequest", KVDuplicateRequestError),
+        ("SessionExpired", KVSessionExpiredError),
+    ],
+)
+def test_duplicate_and_expired_are_not_retried(
+    stubs: Callable[..., Stub], status: str, error: type[Exception]
+) -> None:
+    leader = stubs(answer_json(reply_of(status)))
+    other = stubs(answer_json(OK))
+    c = KVClient([leader.addr, other.addr], attempt_timeout=PATIENT)
+    with pytest.raises(error):
         c.put("k", "v")
     assert (leader.connections, other.connections) == (1, 0)
+
+
+def test_new_session_after_session_expired(stubs: Callable[..., Stub]) -> None:
+    requests: list[Any] = []
+    replies = iter([reply_of("OK"), reply_of("SessionExpired"), reply_of("OK")])
+
+    def respond(connection: socket.socket) -> None:
+        requests.append(read_request(connection))
+        send_json(connection, next(replies))
+
+    c = KVClient([stubs(respond).addr], attempt_timeout=PATIENT)
+    c.put("k", "v")
+    with pytest.raises(KVSessionExpiredError):
+        c.put("k", "v")
+    c.put("k", "v")
+
+    ids = [(r["client_id"], r["request_id"]) for r in requests]
+    old, new = ids[0][0], ids[2][0]
+    assert ids == [(old, 1), (old, 2), (new, 1)]
+    assert old != new
+
+
+def test_clients_have_different_ids() -> None:
+    ids = {KVClient(["127.0.0.1:1"]).client_id for _ in range(100)}
+    assert len(ids) == 100
 
 
 def test_remembers_the_leader(stubs: Callable[..., Stub]) -> None:
@@ -328,13 +410,21 @@ def test_command_line_client_timeout_exits_1(
     assert "no leader" in captured.err
 
 
-def test_command_line_client_commit_error_exits_1(
-    stubs: Callable[..., Stub], capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [("DuplicateRequest", "older than"), ("SessionExpired", "session")],
+)
+def test_command_line_client_duplicate_or_expired_exits_1(
+    stubs: Callable[..., Stub],
+    capsys: pytest.CaptureFixture[str],
+    status: str,
+    message: str,
 ) -> None:
-    failed = {"status": "FailedCommit", "found": False, "value": ""}
-    leader = stubs(answer_json(failed))
+    leader = stubs(answer_json({"status": status, "found": False, "value": ""}))
     assert kvclient.main([leader.addr, "get", "k"]) == 1
-    assert "commit failed" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert message in captured.err
 
 
 @pytest.mark.parametrize(

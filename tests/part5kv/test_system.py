@@ -5,13 +5,9 @@ tests of its part 5. Where the original sleeps and hopes, these wait for a
 condition with a deadline (the harness's checks do); the sleeps left are
 part of a scenario.
 
-The last test shows the flaw of this stage: a client that resends a
-request after an attempt timeout can have it applied twice. So the tests
-that check the results of writes exactly use clients whose attempts outlast
-a handler (NO_RESEND_ATTEMPT_TIMEOUT): they never resend a command that a
-leader took, also when a commit is slow. Clients that must get past a
-leader cut off from the others keep the short default attempt timeout;
-they only read, and reading twice does no harm.
+Every client here resends freely (the default attempt timeout is short),
+also the ones that check the results of writes exactly: a request sent
+twice takes effect once. The last two tests show it with a lost answer.
 """
 
 from __future__ import annotations
@@ -19,9 +15,18 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from pathlib import Path
 
-from part5kv.harness import CHECK_DEADLINE, NO_RESEND_ATTEMPT_TIMEOUT, Harness
-from tests.part5kv.helpers import Background, run_concurrently, wait_until
+from part5kv.api import Reply
+from part5kv.harness import CHECK_DEADLINE, Harness, History, RecordedClient
+from part5kv.kvclient import ATTEMPT_ERRORS
+from tests.part5kv.helpers import (
+    Background,
+    committed_copies,
+    run_concurrently,
+    wait_until,
+)
+from tools.lincheck import assert_linearizable
 
 
 def sleep_ms(ms: int) -> None:
@@ -58,7 +63,7 @@ def test_put_prev_value() -> None:
     with Harness(3) as h:
         h.check_single_leader()
 
-        c1 = h.new_client(attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
+        c1 = h.new_client()
         assert h.check_put(c1, "llave", "cosa") == ("", False)
         assert h.check_put(c1, "llave", "frodo") == ("cosa", True)
         assert h.check_put(c1, "mafteah", "davar") == ("", False)
@@ -79,7 +84,7 @@ def test_cas_basic() -> None:
     with Harness(3) as h:
         h.check_single_leader()
 
-        c1 = h.new_client(attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
+        c1 = h.new_client()
         h.check_put(c1, "k", "v")
         assert h.check_cas(c1, "k", "v", "newv") == ("v", True)
         h.check_get(c1, "k", "newv")
@@ -90,14 +95,14 @@ def test_cas_concurrent() -> None:
     # foo=bar: the CAS fails until the put is applied, then swaps once.
     with Harness(3) as h:
         h.check_single_leader()
-        c = h.new_client(attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
+        c = h.new_client()
         h.check_put(c, "foo", "mexico")
 
         prevs: list[str] = []
         first_cas_done = threading.Event()
 
         def cas_until_swapped() -> None:
-            c = h.new_client(attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
+            c = h.new_client()
             deadline = time.monotonic() + CHECK_DEADLINE
             while not prevs or prevs[-1] != "bar":
                 assert time.monotonic() < deadline, f"no swap; CAS saw {prevs}"
@@ -113,7 +118,7 @@ def test_cas_concurrent() -> None:
         # The put goes in while the CAS client is busy, not before it starts
         # (the original assumed 20 CAS calls would take longer than 50 ms).
         first_cas_done.wait(CHECK_DEADLINE)
-        c2 = h.new_client(attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
+        c2 = h.new_client()
         h.check_put(c2, "foo", "bar")
         cas_thread.join()
 
@@ -130,7 +135,7 @@ def concurrent_clients_puts_and_gets(n_services: int) -> None:
         n = 9
 
         def put(i: int) -> None:
-            c = h.new_client(attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
+            c = h.new_client()
             assert h.check_put(c, f"key{i}", f"value{i}") == ("", False)
 
         def get(i: int) -> None:
@@ -153,7 +158,7 @@ def put_keys(h: Harness, n: int) -> None:
     """Put ``key<i> = value<i>`` for i < n, each from a new client; none
     of the keys may exist before."""
     for i in range(n):
-        c = h.new_client(attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
+        c = h.new_client()
         assert h.check_put(c, f"key{i}", f"value{i}") == ("", False)
 
 
@@ -279,7 +284,7 @@ def test_basic_append_same_client() -> None:
     with Harness(3) as h:
         h.check_single_leader()
 
-        c1 = h.new_client(attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
+        c1 = h.new_client()
         h.check_put(c1, "foo", "bar")
 
         # Append to a key that exists...
@@ -295,10 +300,10 @@ def test_basic_append_different_clients() -> None:
     with Harness(3) as h:
         h.check_single_leader()
 
-        c1 = h.new_client(attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
+        c1 = h.new_client()
         h.check_put(c1, "foo", "bar")
 
-        c2 = h.new_client(attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
+        c2 = h.new_client()
         assert h.check_append(c2, "foo", "baz") == ("bar", True)
         h.check_get(c1, "foo", "barbaz")
 
@@ -310,14 +315,14 @@ def test_append_different_leaders() -> None:
     with Harness(3) as h:
         lid = h.check_single_leader()
 
-        c1 = h.new_client(attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
+        c1 = h.new_client()
         h.check_append(c1, "foo", "bar")
         h.check_get(c1, "foo", "bar")
 
         # A new leader appends to what the old one applied.
         h.crash_service(lid)
         h.check_single_leader()
-        c2 = h.new_client(attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
+        c2 = h.new_client()
         h.check_append(c2, "foo", "baz")
         h.check_get(c2, "foo", "barbaz")
 
@@ -331,7 +336,7 @@ def test_append_different_leaders() -> None:
         h.check_get(c3, "foo", "barbaz")
 
 
-def test_append_applied_twice_after_delay() -> None:
+def test_append_linearizable_after_delay(tmp_path: Path) -> None:
     with Harness(3) as h:
         lid = h.check_single_leader()
         # Attempts time out before the delayed response comes.
@@ -343,8 +348,72 @@ def test_append_applied_twice_after_delay() -> None:
 
         # The leader applies the next append, but its answer comes later than
         # the client waits for one attempt: the client sends the append again,
-        # and the leader applies it again. The client sees the second
-        # application's result, whose previous value holds the first.
+        # with the same ids, and the copy goes into the log too. It is not
+        # applied again: it is answered with the first one's response.
         h.delay_next_http_response_from_service(lid)
-        assert h.check_append(c1, "foo", "mira") == ("barbazmira", True)
-        h.check_get(c1, "foo", "barbazmiramira")
+        assert h.check_append(c1, "foo", "mira") == ("barbaz", True)
+        append = c1.client_id, c1.last_request_id
+        h.check_get(c1, "foo", "barbazmira")
+
+        assert len(committed_copies(h.services[lid], *append)) >= 2
+        assert_linearizable(h.history(), tmp_path / "history.html")
+
+
+class HeldClient(RecordedClient):
+    """A client whose first failed attempt at ``held_addr`` waits for
+    ``resume`` before the client goes on, so that the test can crash that
+    service in between."""
+
+    def __init__(self, addrs: list[str], history: History, held_addr: str) -> None:
+        super().__init__(addrs, 0.1, history)
+        self.held_addr = held_addr
+        self.held = threading.Event()
+        self.resume = threading.Event()
+
+    def post(self, addr: str, op: str, body: bytes, timeout: float) -> Reply:
+        try:
+            return super().post(addr, op, body, timeout)
+        except ATTEMPT_ERRORS:
+            if addr == self.held_addr and not self.held.is_set():
+                self.held.set()
+                self.resume.wait(CHECK_DEADLINE)
+            raise
+
+
+def test_append_linearizable_after_crash(tmp_path: Path) -> None:
+    with Harness(3) as h:
+        lid = h.check_single_leader()
+        c1 = HeldClient(h.addrs, h.recorded, h.service_addr(lid))
+        h.check_append(c1, "foo", "bar")
+        h.check_get(c1, "foo", "bar")
+
+        # The leader applies the next append and holds its answer back; the
+        # client's attempt times out, and the leader crashes before the
+        # client tries again. The client's next attempts go to the others,
+        # until one of them leads and takes the append again.
+        h.delay_next_http_response_from_service(lid)
+        replies: list[tuple[str, bool]] = []
+        append = Background(lambda: replies.append(h.check_append(c1, "foo", "mira")))
+        wait_until(c1.held.is_set, "the attempt at the leader timed out")
+        wait_until(
+            lambda: h.services[lid].datastore.get("foo") == ("barmira", True),
+            "the leader applied the append",
+        )
+        request = c1.client_id, c1.last_request_id
+        h.crash_service(lid)
+        c1.resume.set()
+        append.join()
+
+        # The client got the answer of the one execution...
+        assert replies == [("bar", True)]
+        new_lid = h.check_single_leader()
+        c2 = h.new_client()
+        h.check_get(c2, "foo", "barmira")
+        # ... which the new leader gave to a copy of the request it took:
+        # the retry met the session of the first copy, applied before the
+        # crash. (A client that gave up on a refused connection would not
+        # have put a copy there.)
+        copies = committed_copies(h.services[new_lid], *request)
+        assert copies[0][1] == lid
+        assert any(submitter != lid for _, submitter in copies[1:]), copies
+        assert_linearizable(h.history(), tmp_path / "history.html")
