@@ -71,8 +71,8 @@ class Status(enum.StrEnum):
     DUPLICATE_REQUEST = "DuplicateRequest"
     """Older than the client's last applied request: not applied."""
     SESSION_EXPIRED = "SessionExpired"
-    """The client's session expired: not applied, and the outcome of its
-    earlier requests is lost."""
+    """The client's session expired: not applied, and what its last request
+    answered is forgotten."""
 
 
 SESSION_FIELDS: dict[str, type] = {"client_id": int, "request_id": int}

@@ -12,17 +12,16 @@ Read this file first. A request travels like this:
 3. Raft replicates the entry. Once it is committed, the consensus module
    of every replica delivers it on that replica's commit channel.
 4. The updater thread (``run_updater``) of every replica takes the
-   committed entries in log order. It asks the session table
-   (``sessions.py``) whether the entry's request is new: only then is it
-   applied to the DataStore. A copy of the client's last request gets the
-   response recorded for it. The updater hands the outcome to the
-   subscriptions of the entry's index.
+   committed entries in log order, applies each new command to its
+   DataStore, and hands the result to the subscriptions of the entry's index.
+   The session table (``sessions.py``) tells which are new; a copy of a
+   client's last request gets the result recorded for it, not a new one.
 5. The handler looks at what was applied at its index. Its own command
-   (the same ``command_id``): the outcome, OK with the result (the recorded
-   one for a copy), DuplicateRequest or SessionExpired. Another command: a
-   leader of another term put its entry there, and ours is gone:
-   FailedCommit. Nothing within COMMIT_TIMEOUT: Timeout (the command may
-   still commit).
+   (the same ``command_id``): OK, with the result. Another command: a leader
+   of another term put its entry there, and ours is gone: FailedCommit.
+   Nothing within COMMIT_TIMEOUT: Timeout (the command may still commit).
+   Its own command, but older than the client's last request, or of an
+   expired session: DuplicateRequest, or SessionExpired (not applied).
 
 A client resends a request whose answer it did not get, with the same ids:
 the session table makes sure it is applied once, however many copies of it
@@ -224,12 +223,12 @@ class KVService:
                 del self.commit_subs[subscription.index]
 
     def run_updater(self) -> None:
-        """Apply each committed command that is new to the DataStore, in
-        log order, and tell the handlers waiting for its index.
+        """Apply each new committed command to the DataStore, in log order, and
+        tell the handlers waiting for its index.
 
         This is the replicated state machine: every replica runs the same
-        commands in the same order, so every DataStore and every session
-        table holds the same data.
+        commands in the same order, so every DataStore holds the same data.
+        The sessions are part of it: every replica builds the same table.
         """
         while (entry := self.commit_chan.get()) is not END_OF_COMMITS:
             command = entry.command
