@@ -60,6 +60,9 @@ MAX_FAULTY = 3
 the other two are no majority: then nothing commits, calls time out, and
 their outcome stays unknown until the next heal."""
 
+FAULT_TIME = 1.5
+"""Longest time, in seconds, a service stays cut off or crashed."""
+
 THINK_TIME = 0.02
 """Longest pause of a client between two calls, in seconds."""
 
@@ -99,46 +102,47 @@ def run_client(
 
 
 class Faults:
-    """The faults the test injects into a cluster, drawn from ``rng``."""
+    """The faults the test injects into a cluster, drawn from ``rng``. Each
+    cut or crash lasts FAULT_TIME seconds or less, then the service is
+    healed."""
 
     def __init__(self, h: Harness, rng: random.Random) -> None:
         self.h = h
         self.rng = rng
-
-    def faulty(self) -> list[int]:
-        """The services cut off or crashed."""
-        h = self.h
-        return [i for i in range(h.n) if not (h.alive[i] and h.connected[i])]
-
-    def healthy(self) -> list[int]:
-        """The services alive and connected."""
-        return [i for i in range(self.h.n) if i not in self.faulty()]
+        # The faulty services, each with when to heal it.
+        self.heal_at: dict[int, float] = {}
 
     def step(self) -> None:
-        """Inject one fault, or heal one."""
+        """Heal the services whose time has come, then inject a fault."""
         h, rng = self.h, self.rng
-        healthy = self.healthy()
-        faulty = self.faulty()
-        room = len(faulty) < MAX_FAULTY
+        for i, when in list(self.heal_at.items()):
+            if when <= time.monotonic():
+                self.heal(i)
+        healthy = [i for i in range(h.n) if i not in self.heal_at]
         leaders = [i for i in healthy if h.services[i].is_leader()]
-        action = rng.choice(
-            ["cut leader", "cut follower", "crash", "heal", "delay", "delay leader"]
-        )
+        room = len(self.heal_at) < MAX_FAULTY
+        action = rng.choice(["cut leader", "cut", "crash", "delay leader", "delay"])
         if action == "cut leader" and room and leaders:
-            h.disconnect_service_from_peers(rng.choice(leaders))
-        elif action == "cut follower" and room:
-            h.disconnect_service_from_peers(rng.choice(healthy))
+            self.cut(rng.choice(leaders))
+        elif action == "cut" and room:
+            self.cut(rng.choice(healthy))
         elif action == "crash" and room:
-            h.crash_service(rng.choice(healthy))
-        elif action == "heal" and faulty:
-            self.heal(rng.choice(faulty))
+            i = rng.choice(healthy)
+            h.crash_service(i)
+            self.heal_at[i] = time.monotonic() + rng.uniform(0, FAULT_TIME)
         elif action == "delay leader" and leaders:
             h.delay_next_http_response_from_service(rng.choice(leaders))
         elif action in ("delay", "delay leader"):
             h.delay_next_http_response_from_service(rng.choice(healthy))
 
+    def cut(self, i: int) -> None:
+        """Cut service ``i`` off for a while."""
+        self.h.disconnect_service_from_peers(i)
+        self.heal_at[i] = time.monotonic() + self.rng.uniform(0, FAULT_TIME)
+
     def heal(self, i: int) -> None:
         """Restart service ``i`` if it crashed, else reconnect it."""
+        del self.heal_at[i]
         if self.h.alive[i]:
             self.h.reconnect_service_to_peers(i)
         else:
@@ -146,7 +150,7 @@ class Faults:
 
     def heal_all(self) -> None:
         """Heal every faulty service."""
-        for i in self.faulty():
+        for i in list(self.heal_at):
             self.heal(i)
 
 
