@@ -54,8 +54,8 @@ COMMIT_TIMEOUT = 1.0
 """Seconds a handler waits for its command to be applied."""
 
 SESSION_WINDOW = 10_000
-"""A client's session is kept while it made a request in the last this many
-applied entries (see ``sessions``)."""
+"""A client's session is kept while the client made a request within the
+last SESSION_WINDOW applied entries (see ``sessions``)."""
 
 DELAYED_RESPONSE = 0.3
 """Seconds ``delay_next_http_response`` holds a response back: longer than

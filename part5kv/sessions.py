@@ -34,7 +34,9 @@ clock: a session expires when its client made no request in the last
 ``window`` entries as expired, so that a late retry of its last request is
 answered "session expired" instead of being taken for the first request of
 a new client and applied again. After that the client is forgotten: a
-request from it starts a new session.
+request from it starts a new session. A copy of its old last request that
+arrives so late is applied a second time: exactly-once holds for the
+copies that arrive within the window, the price of a bounded table.
 """
 
 from __future__ import annotations
@@ -54,7 +56,11 @@ class Outcome(enum.Enum):
     REPEATED = "a copy of the client's last request: not applied again"
     """The client's last request again: it gets the recorded response."""
     OLDER = "older than the client's last request: not applied"
+    """Older than the client's last request: the client sent a later one
+    already, so this one must not take effect any more."""
     EXPIRED = "from a client whose session expired: not applied"
+    """The client's session expired: its last response is forgotten, so
+    this could be a copy of it."""
 
 
 @dataclass
