@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 
 from tools.raft_testlog_viz.parse import RunLog, parse_log
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,3 +67,44 @@ def real_log() -> str:
 def real_run(real_log: str) -> RunLog:
     """``real_log`` parsed."""
     return parse_log(real_log.splitlines())
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[WebDriver]:
+    """A headless Chromium, with the flags it needs to run as root here;
+    the test is skipped, saying why, where selenium or Chromium is missing."""
+    webdriver = pytest.importorskip(
+        "selenium.webdriver",
+        reason="selenium is not installed (pip install -e .[test])",
+    )
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip(
+            "needs Chromium and its driver: apt-get install chromium chromium-driver"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    with tempfile.TemporaryDirectory() as profile:
+        for flag in (
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--window-size=1400,1000",
+        ):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(
+            service=webdriver.ChromeService(executable_path=CHROMEDRIVER),
+            options=options,
+        )
+        try:
+            yield driver
+        finally:
+            driver.quit()

@@ -1,14 +1,12 @@
 """A generated page in a real browser: headless Chromium, driven by Selenium.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs
-them); skipped, saying so, where they are missing.
+them); skipped, saying so, where they are missing (the ``browser`` fixture
+is in conftest.py).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,56 +15,20 @@ from tools.raft_testlog_viz.pages import write_site
 from tools.raft_testlog_viz.parse import RunLog, parse_log
 from tools.raft_testlog_viz.timeline import build_timeline
 
-webdriver = pytest.importorskip(
+pytest.importorskip(
     "selenium.webdriver", reason="selenium is not installed (pip install -e .[test])"
 )
-from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-    reason="needs Chromium and its driver: apt-get install chromium chromium-driver",
-)
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
 
 # Counts the rows the browser really displays, not what the page says.
 DISPLAYED_ROWS = """
 return Array.from(document.querySelectorAll('.chunk tr'))
     .filter((r) => r.getClientRects().length > 0).length;
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    """A headless Chromium, with the flags it needs to run as root here."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    with tempfile.TemporaryDirectory() as profile:
-        for flag in (
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            "--window-size=1400,1000",
-        ):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(
-            service=webdriver.ChromeService(executable_path=CHROMEDRIVER),
-            options=options,
-        )
-        try:
-            yield driver
-        finally:
-            driver.quit()
 
 
 def count_text(driver: WebDriver) -> str:
