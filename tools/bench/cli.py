@@ -35,11 +35,15 @@ PARTS: dict[str, dict[str, Phase]] = {
     "part2": RAFT_PHASES,
     "part3": RAFT_PHASES,
     "part4kv": KV_PHASES,
+    "part5kv": KV_PHASES,
 }
 """The phases each part is measured in, in order: all the benchmark knows of
 a part (part1 only elects: it has none)."""
 
-LOGGERS: dict[str, tuple[str, ...]] = {"part4kv": ("part4kv", RAFT_STAGE)}
+LOGGERS: dict[str, tuple[str, ...]] = {
+    "part4kv": ("part4kv", RAFT_STAGE),
+    "part5kv": ("part5kv", RAFT_STAGE),
+}
 """The loggers of each part that logs through more than its own: a
 key/value stage logs through the Raft stage it runs on, too."""
 
