@@ -11,7 +11,9 @@ that check the results of writes exactly use clients whose attempts outlast
 a handler (NO_RESEND_ATTEMPT_TIMEOUT): they never resend a command that a
 leader took, also when a commit is slow. Clients that must get past a
 leader cut off from the others keep the short default attempt timeout;
-they only read, and reading twice does no harm.
+they only read, and reading twice does no harm. The concurrent tests also
+check with ``tools.lincheck`` that what the clients saw is linearizable;
+the last one, that the doubled append is not.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from pathlib import Path
 
 from part4kv.harness import CHECK_DEADLINE, NO_RESEND_ATTEMPT_TIMEOUT, Harness
 from tests.part4kv.helpers import Background, run_concurrently, wait_until
+from tools.lincheck import assert_linearizable, check
 
 
 def sleep_ms(ms: int) -> None:
@@ -85,7 +89,7 @@ def test_cas_basic() -> None:
         h.check_get(c1, "k", "newv")
 
 
-def test_cas_concurrent() -> None:
+def test_cas_concurrent(tmp_path: Path) -> None:
     # One client keeps trying CAS(foo, bar -> bomba) while another puts
     # foo=bar: the CAS fails until the put is applied, then swaps once.
     with Harness(3) as h:
@@ -121,9 +125,10 @@ def test_cas_concurrent() -> None:
         swapped_at = prevs.index("bar")
         assert set(prevs[:swapped_at]) == {"mexico"}
         assert prevs[swapped_at + 1 :] == ["bomba"] * 3
+        assert_linearizable(h.history(), tmp_path / "history.html")
 
 
-def concurrent_clients_puts_and_gets(n_services: int) -> None:
+def concurrent_clients_puts_and_gets(n_services: int, tmp_path: Path) -> None:
     # Nine clients put at once, each its own key; then nine get at once.
     with Harness(n_services) as h:
         h.check_single_leader()
@@ -139,14 +144,15 @@ def concurrent_clients_puts_and_gets(n_services: int) -> None:
 
         run_concurrently([functools.partial(put, i) for i in range(n)])
         run_concurrently([functools.partial(get, i) for i in range(n)])
+        assert_linearizable(h.history(), tmp_path / "history.html")
 
 
-def test_concurrent_clients_puts_and_gets() -> None:
-    concurrent_clients_puts_and_gets(3)
+def test_concurrent_clients_puts_and_gets(tmp_path: Path) -> None:
+    concurrent_clients_puts_and_gets(3, tmp_path)
 
 
-def test_5_server_concurrent_clients_puts_and_gets() -> None:
-    concurrent_clients_puts_and_gets(5)
+def test_5_server_concurrent_clients_puts_and_gets(tmp_path: Path) -> None:
+    concurrent_clients_puts_and_gets(5, tmp_path)
 
 
 def put_keys(h: Harness, n: int) -> None:
@@ -348,3 +354,9 @@ def test_append_applied_twice_after_delay() -> None:
         h.delay_next_http_response_from_service(lid)
         assert h.check_append(c1, "foo", "mira") == ("barbazmira", True)
         h.check_get(c1, "foo", "barbazmiramira")
+
+        # No single copy of the data explains what the client saw: its
+        # append returned a previous value holding its own text.
+        result = check(h.history())
+        assert result.verdict == "not linearizable", result.explain()
+        assert [part.key for part in result.failures] == ["foo"]
