@@ -40,7 +40,9 @@ operations placed so far and the model's state after them (the order in
 which they were placed no longer matters). So the search remembers every
 configuration it has entered and never enters one twice: if it was a dead
 end then, it is one now. A configuration is a set of operations (a bitset,
-a Python int) and a state, so the memo is a set of pairs. On the histories
+a Python int) and a state, so the memo is a set of pairs (below, a dict
+from the answered part of the pair to the unknown-outcome part, for the
+refinement at the end of this docstring). On the histories
 of a working system almost every step then moves forward, and the cost is
 close to linear. (Deciding linearizability is NP-complete in general:
 hard histories remain hard, hence the timeout.)
