@@ -29,6 +29,7 @@ from tools.lincheck import (
     check_operations,
     load_history,
     parse_history,
+    render_page,
 )
 from tools.lincheck.generate import generate, plant_stale_read
 from tools.lincheck.model import kv_apply
@@ -644,3 +645,19 @@ def test_assert_linearizable_fails_when_it_cannot_decide() -> None:
     with pytest.raises(AssertionError, match="unknown") as caught:
         assert_linearizable(generate(3, 50, 2, seed=1), timeout=-1)
     assert "HTML view of the history: " in str(caught.value)
+
+
+# The HTML view, as text (tests/tools/test_lincheck_browser.py shows it).
+
+
+def test_the_page_is_self_contained_and_escapes_the_history() -> None:
+    history = failing_generated_history()
+    history[0]["key"] = "<b>k</b>"
+    history[0]["value"] = "\"'&<script>"
+    page = render_page(check(history))
+    for outside in ("<script src", "<link", "@import", "url(", "http:", "https:"):
+        assert outside not in page
+    assert "<b>k</b>" not in page
+    assert "&lt;b&gt;k&lt;/b&gt;" in page
+    assert "&lt;script&gt;" in page
+    assert page.count("<script>") == 1
