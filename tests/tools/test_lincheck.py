@@ -29,6 +29,7 @@ from tools.lincheck import (
     check_operations,
     load_history,
     parse_history,
+    render_page,
 )
 from tools.lincheck.generate import generate, plant_stale_read
 from tools.lincheck.model import kv_apply
@@ -197,6 +198,23 @@ def test_a_failed_cas_must_have_seen_another_value() -> None:
     assert verdict(history) == "not linearizable"
 
 
+def test_concurrent_reads_are_placed_without_trying_their_orders() -> None:
+    # Sixteen reads overlap one write: eight saw the old value, eight the
+    # new. Reads that answer right where the search stands go first, so it
+    # places one op per step instead of trying subsets of the reads.
+    history = [op(0, "put", 0, 100, None, value="1")]
+    for n in range(16):
+        seen = "1" if n % 2 else None
+        history.append(op(1 + n, "get", 1 + n, 50 + n, seen))
+    result = check(history)
+    assert result.ok
+    assert result.steps < 100
+    history[-1]["output"] = {"found": True, "value": "2"}
+    result = check(history)
+    assert result.verdict == "not linearizable"
+    assert result.steps < 1000
+
+
 # Unknown outcomes: the operation may take effect at any time after its
 # call, or never; but only once.
 
@@ -240,6 +258,24 @@ def test_the_linearization_says_which_unknown_outcomes_took_effect() -> None:
     assert placed(result) == [0, 2, 1, 3]
     result = check(unknown_append(["a", "a"]))
     assert placed(result) == [0, 2, 3]
+
+
+def test_unanswered_writes_are_not_tried_in_every_combination() -> None:
+    # Twelve writes without an answer, one of which a read saw. The search
+    # never enters a configuration that used up more of them than one it
+    # entered before with the same state, so it does not go through all
+    # their subsets; and the linearization keeps only the write it needs.
+    history = [op(0, "put", 0, 1, None, value="a")]
+    history += [op(1 + n, "put", 2 + n, None, value=f"u{n}") for n in range(12)]
+    history += [op(0, "get", 30, 31, "u7"), op(0, "get", 32, 33, "u3")]
+    result = check(history)
+    assert result.ok
+    assert placed(result) == [0, 8, 13, 4, 14]
+    assert result.steps < 3000
+    history[-1] = op(0, "get", 32, 33, "a")  # the first write came back
+    result = check(history)
+    assert result.verdict == "not linearizable"
+    assert result.steps < 70_000
 
 
 def test_an_unknown_outcome_with_the_time_the_client_gave_up() -> None:
@@ -609,3 +645,19 @@ def test_assert_linearizable_fails_when_it_cannot_decide() -> None:
     with pytest.raises(AssertionError, match="unknown") as caught:
         assert_linearizable(generate(3, 50, 2, seed=1), timeout=-1)
     assert "HTML view of the history: " in str(caught.value)
+
+
+# The HTML view, as text (tests/tools/test_lincheck_browser.py shows it).
+
+
+def test_the_page_is_self_contained_and_escapes_the_history() -> None:
+    history = failing_generated_history()
+    history[0]["key"] = "<b>k</b>"
+    history[0]["value"] = "\"'&<script>"
+    page = render_page(check(history))
+    for outside in ("<script src", "<link", "@import", "url(", "http:", "https:"):
+        assert outside not in page
+    assert "<b>k</b>" not in page
+    assert "&lt;b&gt;k&lt;/b&gt;" in page
+    assert "&lt;script&gt;" in page
+    assert page.count("<script>") == 1

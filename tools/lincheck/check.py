@@ -30,7 +30,7 @@ from typing import Any
 
 from .history import Operation, Output, describe_output, parse_history
 from .model import KV_MODEL, Model, State
-from .search import Verdict, blocked, search
+from .search import Verdict, blocked, search, without_needless
 
 SHOWN_PREFIX = 5
 """How many of the prefix's last operations an explanation shows."""
@@ -180,7 +180,7 @@ def _check_part(
         key,
         outcome.verdict,
         ops,
-        outcome.order,
+        tuple(without_needless(outcome.order, model)),
         model.describe_state(outcome.state),
         stuck,
         expected,

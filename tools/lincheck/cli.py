@@ -8,6 +8,7 @@ timeout ran out, 2 bad input (the message names the operation at fault).
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     """Run the command line; return the exit status."""
     parser = build_arg_parser()
     args = parser.parse_args(argv)
-    console = console or Console()
+    # Piped output is not cut at 80 columns: explanations and tables are
+    # easier to read unwrapped.
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
     if args.timeout is not None and not args.timeout > 0:
         parser.error("--timeout must be a positive number of seconds")
     if args.bench:

@@ -50,7 +50,7 @@ def assert_linearizable(
         html_path = Path(tempfile.mkdtemp(prefix="lincheck-")) / "history.html"
     write_report(result, html_path)
     raise AssertionError(
-        f"history {result.verdict}\n{result.explain()}\n"
+        f"{result.explain()}\n"
         f"HTML view of the history: {html_path}\n"
         f"the history: {html_path.with_suffix('.json')} (check it again with: "
         f"python -m tools.lincheck {html_path.with_suffix('.json')})"

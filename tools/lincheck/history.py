@@ -132,85 +132,93 @@ def read_json(path: Path) -> Any:
         raise HistoryError(f"{path} is not valid JSON: {error}") from error
 
 
+class _OperationError(Exception):
+    """What is wrong with one operation (its name is added by the caller)."""
+
+
 def _parse_operation(i: int, record: Any, ops: Collection[str]) -> Operation:
     if not isinstance(record, Mapping):
         raise HistoryError(f"operation #{i} is {_json_type(record)}, not an object")
-    where = _where(i, record)
+    try:
+        return _operation(i, record, ops)
+    except _OperationError as fault:
+        raise HistoryError(f"{_where(i, record)}: {fault}") from None
+
+
+def _operation(i: int, record: Mapping[str, Any], ops: Collection[str]) -> Operation:
     for name in _REQUIRED:
         if name not in record:
-            raise HistoryError(f"{where}: missing field {name!r}")
+            raise _OperationError(f"missing field {name!r}")
     client = record["client"]
     if not _is_int(client):
-        raise HistoryError(f"{where}: 'client' must be an integer")
-    op = _string(record, "op", where)
+        raise _OperationError("'client' must be an integer")
+    op = _string(record, "op")
     if op not in ops:
-        known = ", ".join(sorted(ops))
-        raise HistoryError(f"{where}: unknown op {op!r} (the model knows {known})")
-    key = _string(record, "key", where)
-    value = _string(record, "value", where)
-    compare_value = _string(record, "compare_value", where)
-    call = _time(record, "call", where)
-    ret = None if record["return"] is None else _time(record, "return", where)
-    if ret is not None and ret < call:
-        raise HistoryError(
-            f"{where}: return {record['return']!r} is before its call "
-            f"{record['call']!r}"
+        raise _OperationError(
+            f"unknown op {op!r} (the model knows {', '.join(sorted(ops))})"
         )
-    output = _output(record["output"], where)
+    key = _string(record, "key")
+    value = _string(record, "value")
+    compare_value = _string(record, "compare_value")
+    call = _time(record, "call")
+    ret = None if record["return"] is None else _time(record, "return")
+    if ret is not None and ret < call:
+        raise _OperationError(
+            f"return {record['return']!r} is before its call {record['call']!r}"
+        )
+    output = _output(record["output"])
     if output is not None and ret is None:
-        raise HistoryError(f"{where}: an output but no return time")
+        raise _OperationError("an output but no return time")
     return Operation(i, client, op, key, value, compare_value, call, ret, output)
 
 
 def _where(i: int, record: Mapping[str, Any]) -> str:
     # Name the operation as well as the record allows, to find it in the file.
-    parts = [f"operation #{i}"]
-    if _is_int(record.get("client")):
-        parts.append(f"(client {record['client']}")
-        if isinstance(record.get("op"), str):
-            parts[-1] += f", {record['op']}"
-        if isinstance(record.get("key"), str):
-            parts[-1] += f" {record['key']!r}"
-        parts[-1] += ")"
-    return " ".join(parts)
+    name = f"operation #{i}"
+    if not _is_int(record.get("client")):
+        return name
+    detail = f"client {record['client']}"
+    if isinstance(record.get("op"), str):
+        detail += f", {record['op']}"
+    if isinstance(record.get("key"), str):
+        detail += f" {record['key']!r}"
+    return f"{name} ({detail})"
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _string(record: Mapping[str, Any], name: str, where: str) -> str:
+def _string(record: Mapping[str, Any], name: str) -> str:
     value = record.get(name, "")
     if not isinstance(value, str):
-        raise HistoryError(
-            f"{where}: {name!r} must be a string, not {_json_type(value)}"
-        )
+        raise _OperationError(f"{name!r} must be a string, not {_json_type(value)}")
     return value
 
 
-def _time(record: Mapping[str, Any], name: str, where: str) -> float:
+def _time(record: Mapping[str, Any], name: str) -> float:
     value = record[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise HistoryError(f"{where}: {name!r} must be a number of seconds")
+        raise _OperationError(f"{name!r} must be a number of seconds")
     if not math.isfinite(value):
-        raise HistoryError(f"{where}: {name!r} must be a finite number")
+        raise _OperationError(f"{name!r} must be a finite number")
     return float(value)
 
 
-def _output(value: Any, where: str) -> Output | None:
+def _output(value: Any) -> Output | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise HistoryError(
-            f"{where}: 'output' must be an object or null, not {_json_type(value)}"
+        raise _OperationError(
+            f"'output' must be an object or null, not {_json_type(value)}"
         )
     for name in ("found", "value"):
         if name not in value:
-            raise HistoryError(f"{where}: 'output' has no {name!r}")
+            raise _OperationError(f"'output' has no {name!r}")
     if not isinstance(value["found"], bool):
-        raise HistoryError(f"{where}: 'output.found' must be true or false")
+        raise _OperationError("'output.found' must be true or false")
     if not isinstance(value["value"], str):
-        raise HistoryError(f"{where}: 'output.value' must be a string")
+        raise _OperationError("'output.value' must be a string")
     return value["value"], value["found"]
 
 

@@ -40,7 +40,9 @@ operations placed so far and the model's state after them (the order in
 which they were placed no longer matters). So the search remembers every
 configuration it has entered and never enters one twice: if it was a dead
 end then, it is one now. A configuration is a set of operations (a bitset,
-a Python int) and a state, so the memo is a set of pairs. On the histories
+a Python int) and a state, so the memo is a set of pairs (below, a dict
+from the answered part of the pair to the unknown-outcome part, for the
+refinement at the end of this docstring). On the histories
 of a working system almost every step then moves forward, and the cost is
 close to linear. (Deciding linearizability is NP-complete in general:
 hard histories remain hard, hence the timeout.)
@@ -49,6 +51,18 @@ The bitset of placed operations is kept short: every operation returning
 before the *frontier* (the earliest-returning operation not yet placed) is
 placed, so the set is stored as the frontier's rank plus a small bitset of
 the operations placed beyond it (``low`` and ``window`` below).
+
+Reads go first
+--------------
+An operation that answers right in the current state and leaves the state
+as it is (a read, a failed CAS) can always be placed now rather than later:
+moving it to the front of any way on from here changes nothing anybody
+sees, and nothing has to come before it (nothing unplaced returned before
+its call, or it would not be a candidate). So when one is among the
+candidates, the search places it and tries nothing else: if that leads to a
+dead end, so does the configuration. This spares the search from trying
+every order of the concurrent reads, and from exploring everything after a
+write placed too early, before the read that should have come between.
 
 Operations of unknown outcome
 -----------------------------
@@ -150,16 +164,38 @@ def search(
     low = 0  # rank of the frontier: every answered op ranked below is placed
     window = 0  # placed answered ops ranked above low: bit j is rank low + j
     used = 0  # placed unknown-outcome ops, by their bits
-    seen: dict[tuple[int, int, State], list[int]] = {}
-    # One entry per placed operation: it, and the configuration before it.
-    stack: list[tuple[int, State, int, int, int, float]] = []
-    best: tuple[list[int], State] = ([], state)
+    # Configurations entered: for each (frontier, window, state), the sets of
+    # unknown-outcome ops used up (tuples, not lists: the garbage collector
+    # forgets about tuples of ints, and would otherwise scan millions).
+    seen: dict[tuple[int, int, State], tuple[int, ...]] = {}
+    # One entry per placed operation: it, the configuration before it, and
+    # whether it was a read placed without trying anything else.
+    stack: list[tuple[int, State, int, int, int, float, bool]] = []
+    # The longest prefix met at a dead end, to explain a failure: the
+    # operations and the state after them. The first ``kept`` of them are
+    # still the bottom of the stack, so a longer prefix copies only the rest.
+    best: list[int] = []
+    best_state = state
     best_placed = -1
+    kept = 0
     limit = 0.0  # candidates of unknown outcome are called no later than this
     in_answered = True  # walking the answered list (else the unknown one)
+    entering = True  # a configuration just entered: look for a read first
     node = nxt[head]
     steps = 0
     while left:
+        if entering:
+            # An answered candidate that leaves the state as it is (a read)
+            # and answers right here can go first: see the module docstring.
+            entering = False
+            scan = nxt[head]
+            while not scan & 1:
+                read = ops[scan >> 1]
+                after, output = apply(state, read)
+                if output == read.output and after == state:
+                    node = scan
+                    break
+                scan = nxt[scan]
         if in_answered:
             if node & 1:
                 # The first return: every call before it has been tried.
@@ -172,10 +208,14 @@ def search(
             # No candidate left in this configuration: a dead end.
             if total - left > best_placed:
                 best_placed = total - left
-                best = ([entry[0] for entry in stack], state)
+                del best[kept:]
+                best.extend(entry[0] for entry in stack[kept:])
+                best_state = state
+                kept = len(stack)
             if not stack:
-                return _outcome("not linearizable", ops, best, steps)
-            i, state, low, window, used, limit = stack.pop()
+                return _outcome("not linearizable", ops, best, best_state, steps)
+            i, state, low, window, used, limit, forced = stack.pop()
+            kept = min(kept, len(stack))
             call = 2 * i
             if outputs[i] is None:
                 in_answered = False
@@ -184,7 +224,8 @@ def search(
                 left += 1
                 in_answered = True
             nxt[prv[call]] = prv[nxt[call]] = call
-            node = nxt[call]
+            node = unknown_end if forced else nxt[call]
+            in_answered = in_answered and not forced
             continue
 
         steps += 1
@@ -193,7 +234,7 @@ def search(
             and deadline is not None
             and time.monotonic() > deadline
         ):
-            return _outcome("unknown", ops, best, steps)
+            return _outcome("unknown", ops, best, best_state, steps)
         i = node >> 1
         new_state, output = apply(state, ops[i])
         seen_output = outputs[i]
@@ -202,6 +243,7 @@ def search(
                 node = nxt[node]  # no effect: never worth using up
                 continue
             new_low, new_window, new_used = low, window, used | bit[i]
+            forced = False
         elif seen_output == output:
             offset = rank[i] - low
             if offset:
@@ -213,6 +255,7 @@ def search(
                 shift = (~ones & (ones + 1)).bit_length() - 1
                 new_low, new_window = low + shift, ones >> shift
             new_used = used
+            forced = new_state == state
         else:
             node = nxt[node]  # the model disagrees with what the client saw
             continue
@@ -220,14 +263,17 @@ def search(
         key = (new_low, new_window, new_state)
         seen_used = seen.get(key)
         if seen_used is None:
-            seen[key] = [new_used]
+            seen[key] = (new_used,)
         elif new_used in seen_used or any(u & new_used == u for u in seen_used):
-            node = nxt[node]  # entered before, with no more ops used up
+            # Entered before, with no more ops used up: a dead end then, so
+            # now. After a read, so is this configuration.
+            node = unknown_end if forced else nxt[node]
+            in_answered = in_answered and not forced
             continue
         else:
-            seen_used.append(new_used)
+            seen[key] = (*seen_used, new_used)
 
-        stack.append((i, state, low, window, used, limit))
+        stack.append((i, state, low, window, used, limit, forced))
         state, low, window, used = new_state, new_low, new_window, new_used
         call = 2 * i
         nxt[prv[call]] = nxt[call]  # lift the call...
@@ -238,7 +284,8 @@ def search(
             left -= 1
         node = nxt[head]
         in_answered = True
-    return _outcome("ok", ops, ([entry[0] for entry in stack], state), steps)
+        entering = True
+    return _outcome("ok", ops, [entry[0] for entry in stack], state, steps)
 
 
 def returned(op: Operation) -> float:
@@ -257,11 +304,54 @@ def _link(nxt: list[int], prv: list[int], chain: list[int]) -> None:
 def _outcome(
     verdict: Verdict,
     ops: Sequence[Operation],
-    found: tuple[list[int], State],
+    order: list[int],
+    state: State,
     steps: int,
 ) -> Outcome[State]:
-    order, state = found
     return Outcome(verdict, tuple(ops[i] for i in order), state, steps)
+
+
+def without_needless(
+    order: Sequence[Operation], model: Model[State]
+) -> list[Operation]:
+    """``order`` (a linearization, or a linearizable prefix) without the
+    operations of unknown outcome it does not need: those whose effect is
+    overwritten before anybody sees it. The search takes the first that
+    help; the result says, for each, whether it took effect (or might as
+    well not have). The state at the end stays the same.
+    """
+    kept = list(order)
+    states = _states(kept, model)  # states[j]: the state before kept[j]
+    j = 0
+    while j < len(kept):
+        if kept[j].output is None and _needless(kept, states, j, model):
+            del kept[j]
+            states = _states(kept, model)
+        else:
+            j += 1
+    return kept
+
+
+def _states(order: Sequence[Operation], model: Model[State]) -> list[State]:
+    states = [model.init]
+    for op in order:
+        states.append(model.apply(states[-1], op)[0])
+    return states
+
+
+def _needless(
+    order: Sequence[Operation], states: Sequence[State], j: int, model: Model[State]
+) -> bool:
+    # Replay without order[j] until the states meet again: from there on
+    # nothing changes. Every answer on the way must stay the same.
+    state = states[j]
+    for k in range(j + 1, len(order)):
+        if state == states[k]:
+            return True
+        state, output = model.apply(state, order[k])
+        if order[k].output not in (None, output):
+            return False
+    return state == states[-1]
 
 
 def blocked(ops: Sequence[Operation], prefix: Sequence[Operation]) -> list[Operation]:

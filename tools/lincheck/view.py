@@ -59,8 +59,9 @@ def render_page(result: Result) -> str:
         f"<title>lincheck: {verdict}</title><style>{STYLE}</style></head><body>\n",
         f"<h1>History check: <span class='verdict {_css(result.verdict)}'>",
         f"{verdict}</span></h1>\n",
-        f"<p class=meta>{len(ops)} operations · {clients} clients · "
-        f"{len(parts)} keys · model: {escape(result.model)} · time in ms from "
+        f"<p class=meta>{_count(len(ops), 'operation')} · "
+        f"{_count(clients, 'client')} · {_count(len(parts), 'key')} · "
+        f"model: {escape(result.model)} · time in ms from "
         "the first call · hover an operation for details</p>\n",
         LEGEND,
     ]
@@ -69,6 +70,10 @@ def render_page(result: Result) -> str:
     body.append("<div id=tip hidden></div>\n")
     body.append(f"<script>{SCRIPT}</script>\n</body></html>\n")
     return "".join(body)
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def _css(verdict: str) -> str:
@@ -83,7 +88,7 @@ def _section(n: int, part: PartResult, start: float, span: float) -> str:
     head = (
         f"<h2>key {escape(repr(part.key))} · <span class='verdict "
         f"{_css(part.verdict)}'>{escape(part.verdict)}</span> · "
-        f"{len(part.ops)} operations</h2>\n"
+        f"{_count(len(part.ops), 'operation')}</h2>\n"
     )
     summary = _summary(part)
     timeline = _timeline(part, place, blocked, start, span)
