@@ -71,7 +71,7 @@ def test_a_failed_test_fails_the_run(tmp_path: Path) -> None:
     # The malformed line is reported, before the overall status.
     assert lines[-3:-1] == [
         "skipped 1 malformed line:",
-        "  line 7 in test_broken (source is neither a number nor TEST): "
+        "  line 7 in test_broken (source is none of N, TEST, kv N, client N): "
         "12:00:01.100000 [x] a malformed line",
     ]
     assert (tmp_path / "test_broken.html").exists()

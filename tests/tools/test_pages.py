@@ -199,7 +199,7 @@ def test_page_of_a_failed_test_with_no_raft_lines_and_a_malformed_one() -> None:
     assert "This test logged no Raft lines." in html
     assert "id=overview" not in html
     assert "<summary>1 malformed line skipped</summary>" in html
-    assert "line 2 (source is neither a number nor TEST)" in html
+    assert "line 2 (source is none of N, TEST, kv N, client N)" in html
     assert read_page(html).rows == []
 
 

@@ -149,8 +149,8 @@ def test_malformed_lines_are_skipped_counted_and_reported() -> None:
     assert [(m.lineno, m.reason) for m in test.malformed] == [
         (3, "bad timestamp"),
         (4, "bad timestamp"),
-        (5, "source is neither a number nor TEST"),
-        (6, "source is neither a number nor TEST"),
+        (5, "source is none of N, TEST, kv N, client N"),
+        (6, "source is none of N, TEST, kv N, client N"),
     ]
     report = skipped_report(run)
     assert report[0] == "skipped 4 malformed lines:"

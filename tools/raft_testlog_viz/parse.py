@@ -6,7 +6,8 @@ in ``docs/log-format.md``). Three kinds of lines matter:
 * ``=== RUN <name>`` opens a test's frame;
 * ``--- PASS: <name> (<seconds>s)`` (or ``FAIL``, ``SKIP``) closes it;
 * ``HH:MM:SS.ffffff [ID] message`` inside a frame is an entry: ``ID`` is a
-  server id or ``TEST`` (the harness).
+  server id (its consensus module), ``TEST`` (the harness), ``kv N`` (the
+  key/value service of server N) or ``client N`` (a key/value client).
 
 Everything else (pytest's own output, tracebacks, records of other loggers,
 lines outside any frame such as a failure's "Captured log" section) is
@@ -46,7 +47,9 @@ _TIME_PATTERN = (
 _TIME = re.compile(_TIME_PATTERN + r"\Z")
 # A whole well-formed entry line, in one match: the common case is fast.
 _ENTRY = re.compile(
-    rf"(?P<wall>{_TIME_PATTERN}) \[(?P<id>\d+|TEST)\](?: (?P<message>.*))?\Z"
+    rf"(?P<wall>{_TIME_PATTERN}) "
+    r"\[(?:(?P<id>\d+)|TEST|(?P<origin>kv|client) (?P<number>\d+))\]"
+    r"(?: (?P<message>.*))?\Z"
 )
 # Colour codes, in case pytest ran with --color=yes.
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -67,8 +70,13 @@ class Entry(NamedTuple):
     wall: str
     """The time as the log printed it."""
     server: int | None
-    """The id of the server that logged the line; None for the TEST harness."""
+    """The server whose column shows the line: the one whose consensus module
+    (or key/value service) logged it; None for the TEST column."""
     message: str
+    source: str = ""
+    """Who logged the line if not a consensus module or the TEST harness:
+    ``"kv"`` (the key/value service of ``server``) or ``"client N"`` (a
+    key/value client, shown in the TEST column)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,14 +193,19 @@ class _Parser:
             return
         match = _ENTRY.match(line)
         if match is not None:
-            source = match["id"]
+            server, source = match["id"], ""
+            if match["origin"] == "kv":
+                server, source = match["number"], "kv"
+            elif match["origin"] == "client":
+                source = f"client {match['number']}"
             test.entries.append(
                 Entry(
                     lineno=lineno,
                     seconds=self.unwrap(_seconds(match)),
                     wall=match["wall"],
-                    server=None if source == "TEST" else int(source),
+                    server=None if server is None else int(server),
                     message=match["message"] or "",
+                    source=source,
                 )
             )
             return
@@ -203,7 +216,7 @@ class _Parser:
             test.malformed.append(MalformedLine(lineno, line, "bad timestamp"))
         elif rest.startswith("["):
             test.malformed.append(
-                MalformedLine(lineno, line, "source is neither a number nor TEST")
+                MalformedLine(lineno, line, "source is none of N, TEST, kv N, client N")
             )
 
     def unwrap(self, seconds: float) -> float:
