@@ -62,3 +62,38 @@ def real_log() -> str:
 def real_run(real_log: str) -> RunLog:
     """``real_log`` parsed."""
     return parse_log(real_log.splitlines())
+
+
+PART3_TESTS = [
+    "test_commit_after_call_drops",
+    "test_crash_after_submit",
+    "test_replace_multiple_log_entries",
+    "test_commit_multiple_commands",
+    "test_commits_with_leader_disconnects",
+]
+"""The part3 tests whose live log, over the unreliable network, the
+visualizer's tests read: between them they drop calls and replies on
+purpose, lose messages on the network, cut links, crash and restart servers,
+and replace a follower's divergent entries."""
+
+
+@pytest.fixture(scope="session")
+def part3_log() -> str:
+    """The live log of the PART3_TESTS, run with RAFT_UNRELIABLE_RPC=1."""
+    ids = [f"tests/part3/test_raft.py::{name}" for name in PART3_TESTS]
+    result = run_python(
+        "-m",
+        "pytest",
+        *ids,
+        "-o",
+        "log_cli=true",
+        env={"RAFT_UNRELIABLE_RPC": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def part3_run(part3_log: str) -> RunLog:
+    """``part3_log`` parsed."""
+    return parse_log(part3_log.splitlines())

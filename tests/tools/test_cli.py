@@ -185,3 +185,30 @@ def test_terminal_view_of_a_test_with_no_raft_lines(tmp_path: Path) -> None:
     status, out = run_cli("--terminal", str(log))
     assert status == 0
     assert "This test logged no Raft lines." in out
+
+
+def test_the_benchmark_times_each_stage(real_log: str, tmp_path: Path) -> None:
+    log = write(tmp_path, real_log)
+    status, out = run_cli(
+        "--bench", str(log), "--repeat", "1", "--outdir", str(tmp_path)
+    )
+    assert status == 0
+    for stage in (
+        "whole command (new process)",
+        "parse",
+        "timelines",
+        "histories",
+        "pages (HTML, in memory)",
+    ):
+        assert re.search(rf"│ {re.escape(stage)} +│ +\d+\.\d\d │ +\d+\.\d\d │", out)
+    assert re.search(rf"largest page ({'|'.join(REAL_TESTS)})\.html: \d+ rows", out)
+    assert (tmp_path / f"{REAL_TESTS[0]}.html").exists()
+
+
+def test_the_benchmark_needs_a_log_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        run_cli("--bench")
+    assert exit.value.code == 2
+    assert "--bench needs a LOGFILE" in capsys.readouterr().err

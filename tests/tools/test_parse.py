@@ -209,3 +209,33 @@ def test_servers_are_listed_in_numeric_order() -> None:
     lines = [f"12:00:00.{i:06d} [{s}] election timer" for i, s in enumerate(order)]
     run = log("=== RUN test_a", *lines, "--- PASS: test_a (0.10s)")
     assert run.tests[0].servers == [0, 1, 2, 3, 4, 5, 6, 10]
+
+
+def test_key_value_services_and_clients() -> None:
+    run = log(
+        "=== RUN test_kv",
+        "12:00:00.000000 [kv 0] applied put x=1",
+        "12:00:00.000100 [client 3] put x=1 -> OK",
+        "12:00:00.000200 [2] becomes Leader; term=1",
+        "12:00:00.000300 [TEST] Crash 2",
+        "12:00:00.000400 [kv 12] serving",
+        "12:00:00.000500 [kv x] not a service",
+        "12:00:00.000600 [client] no number",
+        "12:00:00.000700 [service 1] nor this",
+        "--- PASS: test_kv (0.10s)",
+    )
+    (test,) = run.tests
+    assert [(e.server, e.source, e.message) for e in test.entries] == [
+        (0, "kv", "applied put x=1"),
+        (None, "client 3", "put x=1 -> OK"),
+        (2, "", "becomes Leader; term=1"),
+        (None, "", "Crash 2"),
+        (12, "kv", "serving"),
+    ]
+    # A service's lines go in its server's column; a client's with TEST.
+    assert test.servers == [0, 2, 12]
+    assert [(m.lineno, m.reason) for m in test.malformed] == [
+        (7, "source is none of N, TEST, kv N, client N"),
+        (8, "source is none of N, TEST, kv N, client N"),
+        (9, "source is none of N, TEST, kv N, client N"),
+    ]

@@ -298,7 +298,9 @@ SCRIPT = """
 
   function serverX(width) {
     const shown = data.servers.filter((s) => !hiddenServers.has(s));
-    return new Map(shown.map((s, i) => [s, (i + 0.5) * width / shown.length]));
+    // On a pixel's middle, a line of one pixel is sharp.
+    return new Map(shown.map(
+      (s, i) => [s, Math.round((i + 0.5) * width / shown.length) + 0.5]));
   }
 
   function visibleChunks(from, to) {
@@ -482,12 +484,13 @@ SCRIPT = """
     return best;
   }
 
-  // What row i logged, without the term the page adds before it.
+  // What row i logged, without the term the page adds before it (nor the
+  // line break that ends a row).
   function logged(i) {
     const col = column.get(source[i]);
     const cell = rows[i].cells[col === undefined ? 1 : col + 2];
     const term = cell.querySelector("b");
-    const all = cell.textContent;
+    const all = cell.textContent.trimEnd();
     return term ? all.slice(term.textContent.length) : all;
   }
 
@@ -614,7 +617,8 @@ SCRIPT = """
           next.push(peer + ": " + n + "/" + m);
         }
       }
-      p.push("<div class=ln>" + next.join(" · ") + "</div>");
+      p.push("<div class=ln data-s=" + data.servers[i] + ">" + next.join(" · ")
+        + "</div>");
     }
     const atEnd = logs.scrollLeft + logs.clientWidth >= logs.scrollWidth - 2;
     who.innerHTML = w.join("");

@@ -127,10 +127,12 @@ def trace_messages(entries: Sequence[Entry]) -> MessageTrace:
     trace = MessageTrace()
     by_id: dict[str, int] = {}
     for row, entry in enumerate(entries):
-        if entry.source or not entry.message.startswith(_PREFIX):
+        if entry.source or entry.server is None:
+            continue  # not a consensus module's line
+        if not entry.message.startswith(_PREFIX):
             continue
         match = _LINE.match(entry.message)
-        if match is None or entry.server is None:
+        if match is None:
             trace.malformed.append((row, "not an rpc line of docs/log-format.md"))
             continue
         msg_id = f"{match['sender']}.{match['n']}"
@@ -181,7 +183,10 @@ def _record(message: Message, row: int, server: int, match: re.Match[str]) -> st
         return ""
     peer = match["to"] if match["event"] == "lost" else match["from"]
     if server != message.sender or int(peer) != message.receiver:
-        return f"{message.id} ends on server {server}, from peer {peer}"
+        return (
+            f"{message.id} is from {message.sender} to {message.receiver}, "
+            f"not {server} and {peer}"
+        )
     if message.end_row >= 0:
         return f"{message.id} ends a second time"
     message.end_row = row

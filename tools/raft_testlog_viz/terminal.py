@@ -113,7 +113,9 @@ def _row_lines(
             continue
         entry = row.entry
         test_cell = (
-            (Text(entry.message), TEST_STYLE) if entry.server is None else _EMPTY
+            (_source(row) + entry.message, TEST_STYLE)
+            if entry.server is None
+            else _EMPTY
         )
         cells: list[tuple[Text, Style]] = [
             (Text(f"{row.ms:.3f}".rjust(TIME_WIDTH)), _DIM),
@@ -136,8 +138,15 @@ def _row_lines(
             )
 
 
+def _source(row: Row) -> Text:
+    """Who logged the row, if not a CM or the harness (``kv``, ``client N``)."""
+    if not row.entry.source:
+        return Text()
+    return Text(f"{row.entry.source} ", style="italic")
+
+
 def _message(row: Row, i: int) -> Text:
-    text = Text()
+    text = _source(row)
     if row.term_change is None:
         text.append(f"t{row.terms[i]} ", style=_DIM)
     else:

@@ -38,7 +38,7 @@ _RESTART = re.compile(r"\brestart\w*\s+(\d+)", re.IGNORECASE)
 _ACTION = re.compile(r"\b(disconnect|reconnect|crash|restart|submit)", re.IGNORECASE)
 
 # AppendEntries lines that carry the arguments, thus the entries list.
-_AE_ARGS = re.compile(r"AppendEntries.*\bentries=\[(\]?)")
+_AE_ENTRIES = "entries=["
 _AE_SENDING = re.compile(r"sending AppendEntries to (\d+)")
 # A follower's "AppendEntries reply: ..." or a leader's "... reply from N";
 # not "term out of date in AppendEntries reply", which is news.
@@ -123,20 +123,22 @@ class HeartbeatTracker:
     def is_heartbeat(self, row: int, server: int, message: str) -> bool:
         """Whether ``message``, logged by ``server`` at ``row``, is heartbeat
         noise."""
-        if "AppendEntries" not in message:
-            return False
         if message.startswith("rpc "):
             return self.messages.is_heartbeat_row(row)
-        args = _AE_ARGS.search(message)
-        if args is not None:
-            empty = args[1] == "]"
-            sending = _AE_SENDING.search(message)
+        if "AppendEntries" not in message:
+            return False
+        # Plain string searches, not regular expressions: this runs on
+        # most lines of a long log.
+        entries = message.find(_AE_ENTRIES)
+        if entries >= 0:
+            empty = message.startswith("]", entries + len(_AE_ENTRIES))
+            sending = _AE_SENDING.match(message)
             if sending is not None:
                 self.sent_empty[server, int(sending[1])] = empty
             else:
                 self.received_empty[server] = empty
             return empty
-        reply = _AE_REPLY.search(message)
+        reply = _AE_REPLY.match(message)
         if reply is None:
             return False
         if reply[1] is not None:
