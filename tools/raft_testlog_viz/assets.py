@@ -88,7 +88,7 @@ h1{font-size:1.3em;margin:.6em 0 .2em}
 #controls label{margin-right:.8em;white-space:nowrap}
 #count{float:right;font-weight:bold}
 #head{position:sticky;top:0;z-index:1}
-.chunk{content-visibility:auto;contain-intrinsic-size:auto 5000px}
+.chunk{content-visibility:auto;contain-intrinsic-size:auto 2500px}
 .log{border-collapse:collapse;table-layout:fixed;width:100%;
  font:12px/1.3 monospace}
 .log th{background:#343a40;color:#fff;padding:3px}
@@ -542,7 +542,10 @@ SCRIPT = """
     scrollToRow(m[SEND]);
   });
   window.addEventListener("scroll", scheduleDraw, {passive: true});
-  window.addEventListener("resize", scheduleDraw);
+  window.addEventListener("resize", () => {
+    if (cluster && data.hasLog && moment >= 0) renderLogs();
+    scheduleDraw();
+  });
 
   // --- The cluster at a moment ------------------------------------------
   const slider = document.getElementById("slider");
@@ -574,9 +577,10 @@ SCRIPT = """
     });
   }
 
-  function boxes(view) {
+  // The boxes of entries first..last-1 of a server's log.
+  function boxes(view, first, last) {
     const html = [];
-    for (let i = 0; i < view.log.length; i++) {
+    for (let i = first; i < Math.min(last, view.log.length); i++) {
       const t = view.log[i];
       if (t === null) {
         html.push("<i class=q>?</i>");
@@ -589,28 +593,22 @@ SCRIPT = """
   }
 
   let views = [];
+  let shown = []; // indices (in data.servers) of the servers shown
   function renderCluster() {
     if (!cluster || moment < 0) return;
     views = clusterAt(moment);
-    const shown = [];
+    shown = [];
     data.servers.forEach((s, i) => {
       if (!hiddenServers.has(s)) shown.push(i);
     });
-    const end = Math.max(0, ...shown.map((i) => views[i].log.length));
     const w = ["<div class=ln>server, state, term" + (data.hasLog ? ", commit"
       : "") + "</div>"];
-    const l = ["<div class='ln ruler' style='width:" + end * BOX + "px'>"];
-    for (let k = 0; k < end; k += 10) {
-      l.push("<u style='left:" + k * BOX + "px'>" + k + "</u>");
-    }
-    l.push("</div>");
     const p = ["<div class=ln>as leader: next/match</div>"];
     for (const i of shown) {
       const v = views[i];
       w.push("<div class=ln data-s=" + data.servers[i] + "><b>" + data.servers[i]
         + "</b><span class='st " + v.state + "'>" + STATES[v.state] + "</span>t"
         + v.term + (data.hasLog ? " c" + v.commit : "") + "</div>");
-      l.push("<div class=ln data-s=" + data.servers[i] + ">" + boxes(v) + "</div>");
       const next = [];
       if (v.state === "L") {
         for (const [peer, [n, m]] of [...v.peers].sort((a, b) => a[0] - b[0])) {
@@ -620,13 +618,48 @@ SCRIPT = """
       p.push("<div class=ln data-s=" + data.servers[i] + ">" + next.join(" · ")
         + "</div>");
     }
-    const atEnd = logs.scrollLeft + logs.clientWidth >= logs.scrollWidth - 2;
     who.innerHTML = w.join("");
     if (data.hasLog) {
-      logs.innerHTML = l.join("");
       peers.innerHTML = p.join("");
-      if (atEnd) logs.scrollLeft = logs.scrollWidth;
+      renderLogs();
     }
+  }
+
+  // The logs show only the entries in view (a log may hold thousands),
+  // after a margin as wide as the entries before them. Unless the reader
+  // scrolls them, they show where the servers' logs stop agreeing (a
+  // divergent suffix, a server that lags), or else their ends.
+  let following = true;
+  let shownRange = {first: 0, last: 0, end: 0, scrollLeft: 0};
+  function firstDifference(end) {
+    const shownLogs = shown.map((i) => views[i].log);
+    for (let k = 0; k < end; k++) {
+      const t = shownLogs[0][k];
+      if (t === null || shownLogs.some((log) => log[k] !== t)) return k;
+    }
+    return end;
+  }
+
+  function renderLogs() {
+    const end = Math.max(0, ...shown.map((i) => views[i].log.length));
+    const fits = Math.ceil(logs.clientWidth / BOX) + 1;
+    const from = following ? firstDifference(end) - 3
+      : Math.floor(logs.scrollLeft / BOX);
+    const first = Math.max(0, Math.min(from, end - fits + 1));
+    const last = Math.min(end, first + fits + 1);
+    const l = ["<div class='ln ruler' style='width:" + end * BOX + "px'>"];
+    for (let k = Math.ceil(first / 10) * 10; k < last; k += 10) {
+      l.push("<u style='left:" + k * BOX + "px'>" + k + "</u>");
+    }
+    l.push("</div>");
+    for (const i of shown) {
+      l.push("<div class=ln data-s=" + data.servers[i] + " data-first=" + first
+        + " style='padding-left:" + first * BOX + "px'>" + boxes(views[i], first,
+        last) + "</div>");
+    }
+    logs.innerHTML = l.join("");
+    if (following) logs.scrollLeft = first * BOX;
+    shownRange = {first, last, end, scrollLeft: logs.scrollLeft};
   }
 
   if (cluster && !data.hasLog) {
@@ -634,13 +667,24 @@ SCRIPT = """
     peers.hidden = true;
   }
   if (logs) {
+    logs.addEventListener("scroll", () => {
+      if (Math.abs(logs.scrollLeft - shownRange.scrollLeft) < 1) return; // ours
+      following = false;
+      const first = Math.floor(logs.scrollLeft / BOX);
+      const fits = Math.ceil(logs.clientWidth / BOX) + 1;
+      if (first < shownRange.first
+        || Math.min(shownRange.end, first + fits) > shownRange.last) {
+        renderLogs();
+      }
+    });
     // A log entry tells what it is when hovered.
     logs.addEventListener("mouseover", (event) => {
       const box = event.target;
       if (box.tagName !== "I" || box.title) return;
       const line = box.parentElement;
       const view = views[column.get(Number(line.dataset.s))];
-      const index = Array.prototype.indexOf.call(line.children, box);
+      const index = Number(line.dataset.first)
+        + Array.prototype.indexOf.call(line.children, box);
       const term = view.log[index];
       if (term === null) {
         box.title = "index " + index + ": unknown (the log does not tell)";
@@ -657,6 +701,7 @@ SCRIPT = """
     if (i < 0 || i >= rows.length) return;
     if (moment >= 0) rows[moment].classList.remove("now");
     moment = i;
+    following = true;
     rows[i].classList.add("now");
     at.textContent = "after row " + (i + 1) + " of " + rows.length + ", "
       + ms[i].toFixed(3) + " ms";
@@ -666,17 +711,16 @@ SCRIPT = """
   }
 
   if (slider) {
-    let sliding = -1;
+    // While the slider moves, the panel follows it; when it stops (it is
+    // let go, or moved by a key), the table scrolls to the moment too.
     slider.addEventListener("input", () => {
-      const pending = sliding < 0;
-      sliding = parseFloat(slider.value);
-      if (!pending) return;
-      requestAnimationFrame(() => {
-        // The last row at or before the slider's time.
-        const i = Math.max(0, firstRowAt(sliding + 0.0005) - 1);
-        sliding = -1;
-        setMoment(i, true);
-      });
+      // The last row at or before the slider's time.
+      const t = parseFloat(slider.value);
+      setMoment(Math.max(0, firstRowAt(t + 0.0005) - 1), false);
+    });
+    slider.addEventListener("change", () => {
+      scrollToRow(moment);
+      scheduleDraw();
     });
     const step = (direction) => {
       let i = moment + direction;

@@ -82,13 +82,20 @@ const slider = document.getElementById("slider");
 const start = performance.now();
 slider.value = arguments[0];
 slider.dispatchEvent(new Event("input"));
-// The page answers in the next animation frame; the one after shows it.
-requestAnimationFrame(() => requestAnimationFrame(
-  () => done([performance.now() - start, document.getElementById("at").textContent])
-));
+// Two animation frames later, the page has been painted.
+requestAnimationFrame(() => requestAnimationFrame(() => {
+  const moved = performance.now() - start;
+  const released = performance.now();
+  slider.dispatchEvent(new Event("change"));
+  requestAnimationFrame(() => requestAnimationFrame(() => done(
+    [moved, performance.now() - released, document.getElementById("at").textContent]
+  )));
+}));
 """
 """Move the slider to ``arguments[0]`` ms as a user's drag does (an input
-event), and return how long until the page has redrawn, and what it says."""
+event), then let it go (a change event); return how long until the page was
+painted after each (the panel follows the move; the table scrolls on the
+release), and what the page says of the moment."""
 
 ARROW = """
 const done = arguments[arguments.length - 1];
@@ -153,6 +160,8 @@ class PageTimings:
     """From the start of navigation to the end of the page's script."""
     slider: list[float]
     """Each move of the slider, until the page showed the new moment."""
+    release: list[float]
+    """Each release of the slider, until the table had scrolled to it."""
     hover: list[float]
     """Each hover over an arrow, until the page showed its tooltip."""
 
@@ -160,7 +169,8 @@ class PageTimings:
         """The figures on one line."""
         return (
             f"load {self.load:.0f} ms (script done at {self.script_done:.0f}); "
-            f"slider {_spread(self.slider)}; hover {_spread(self.hover)}"
+            f"slider {_spread(self.slider)}; release {_spread(self.release)}; "
+            f"hover {_spread(self.hover)}"
         )
 
 
@@ -177,13 +187,17 @@ def time_page(driver: WebDriver, url: str, moves: int = 10) -> PageTimings:
     load, script_done = driver.execute_script(LOAD_TIMES)
     span = float(driver.find_element("id", "slider").get_attribute("max") or 0)
     slider: list[float] = []
+    release: list[float] = []
     for k in range(moves):
-        spent, _ = driver.execute_async_script(MOVE_SLIDER, span * (k + 0.5) / moves)
-        slider.append(spent)
+        moved, released, _ = driver.execute_async_script(
+            MOVE_SLIDER, span * (k + 0.5) / moves
+        )
+        slider.append(moved)
+        release.append(released)
     hover: list[float] = []
     delivered = delivered_messages(driver)
     for k in delivered[:: max(1, len(delivered) // moves)][:moves]:
         x, y = driver.execute_async_script(ARROW, k)
         spent, _ = driver.execute_script(HOVER, x, y)
         hover.append(spent)
-    return PageTimings(load, script_done, slider, hover)
+    return PageTimings(load, script_done, slider, release, hover)

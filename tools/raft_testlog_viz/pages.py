@@ -43,7 +43,7 @@ STATE_CLASS = {
 
 # The empty cell of a server in each state.
 _EMPTY_CELL = {state: f"<td class={cls}>" for state, cls in STATE_CLASS.items()}
-CHUNK_ROWS = 250
+CHUNK_ROWS = 100
 """Rows per chunk of the timeline table (see ``_append_table``)."""
 
 # Time and TEST get fixed widths; the servers share the rest.
