@@ -262,7 +262,7 @@ def hover(driver: WebDriver, messages: list[Message], k: int) -> tuple[str, Any]
     scrolled to, a frame or two later: the tooltip is awaited, for a while.
     Where another arrow crosses that one, the tooltip may name the other.
     """
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 5
     while True:
         x, y = driver.execute_async_script(viz_browser.ARROW, k)
         text = pointer(driver, x, y)
