@@ -212,3 +212,17 @@ def test_the_benchmark_needs_a_log_file(
         run_cli("--bench")
     assert exit.value.code == 2
     assert "--bench needs a LOGFILE" in capsys.readouterr().err
+
+
+def test_terminal_view_of_key_value_lines(tmp_path: Path) -> None:
+    log = write(
+        tmp_path,
+        "=== RUN t\n"
+        "12:00:00.000000 [kv 0] applied put x=1\n"
+        "12:00:00.000100 [client 3] ok\n"
+        "--- PASS: t (0.1s)\n",
+    )
+    status, out = run_cli("--terminal", str(log))
+    assert status == 0
+    assert re.search(r"│client 3 ok +│ +│$", out, re.MULTILINE)
+    assert re.search(r"│ +│t0 kv applied put x=1 +│$", out, re.MULTILINE)

@@ -146,12 +146,13 @@ def _source(row: Row) -> Text:
 
 
 def _message(row: Row, i: int) -> Text:
-    text = _source(row)
+    text = Text()
     if row.term_change is None:
         text.append(f"t{row.terms[i]} ", style=_DIM)
     else:
         old, new = row.term_change
         text.append(f"t{old}→{new} ", style=_TERM_CHANGE)
+    text.append_text(_source(row))
     text.append(row.entry.message, style=_DIM if row.heartbeat else None)
     return text
 
