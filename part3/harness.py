@@ -501,6 +501,11 @@ class Harness:
         with self.mu:
             return list(self.found)
 
+    def leaderships(self) -> list[Leadership]:
+        """Every election won so far, one per term, in term order."""
+        with self.mu:
+            return [self.leaders[term] for term in sorted(self.leaders)]
+
     def delivered(self, i: int) -> list[CommitEntry]:
         """What server ``i`` has delivered, in order (since its restart)."""
         self.check_id(i)

@@ -115,6 +115,9 @@ def run_planted_bug(
     the test; return the violations the harness found. (The bug may show
     before the scenario forces it: the harness then fails the test at once.)"""
     monkeypatch.setattr(part2.server, "ConsensusModule", broken_cm)
+    # The scenarios force who wins which election; random drops would undo
+    # that. (The unreliable network gets its own tests.)
+    monkeypatch.delenv("RAFT_UNRELIABLE_RPC", raising=False)
     harness: list[Harness] = []
 
     def run() -> None:

@@ -1,17 +1,22 @@
-"""Fixtures of the visualizer's tests: real logs, made by running part1's tests."""
+"""Fixtures of the tools' tests: real logs, made by running part1's and
+part3's tests, and a headless browser."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 
+from tools.raft_testlog_viz import browser as viz_browser
 from tools.raft_testlog_viz.parse import RunLog, parse_log
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,3 +102,14 @@ def part3_log() -> str:
 def part3_run(part3_log: str) -> RunLog:
     """``part3_log`` parsed."""
     return parse_log(part3_log.splitlines())
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[WebDriver]:
+    """A headless Chromium (``tools.raft_testlog_viz.browser``); the test is
+    skipped, saying why, where selenium or Chromium is missing."""
+    problem = viz_browser.missing()
+    if problem is not None:
+        pytest.skip(problem)
+    with viz_browser.chromium() as driver:
+        yield driver

@@ -1,7 +1,8 @@
 """A generated page in a real browser: headless Chromium, driven by Selenium.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs
-them); skipped, saying so, where they are missing.
+them); skipped, saying so, where they are missing (the ``browser`` fixture
+is in conftest.py).
 
 The tests save screenshots of what they look at, and print their paths and
 how long the page took to load and to answer (``browser.time_page``). With
@@ -17,7 +18,6 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +50,6 @@ DISPLAYED_ROWS = """
 return Array.from(document.querySelectorAll('.chunk tr'))
     .filter((r) => r.getClientRects().length > 0).length;
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    """A headless Chromium, with the flags it needs to run as root here."""
-    with viz_browser.chromium() as driver:
-        yield driver
 
 
 def save_screenshot(driver: WebDriver, path: Path) -> None:

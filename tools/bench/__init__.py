@@ -1,7 +1,7 @@
-"""Benchmarks of the parts (issue 7): throughput, commit latency, failover
-time and idle cost, with Raft logging off and on.
+"""Benchmarks of the parts on their simulated network: throughput, commit
+latency next to the network's floor, failover time and idle cost, with Raft
+logging off and on (docs/benchmarks.md).
 
-Run ``python -m tools.bench --part part3`` (or ``--quick`` for a reduced set
-in under a minute); ``--help`` lists the options. The package drives a part
-through its public API only (DESIGN.md), on clusters it builds itself.
+``python -m tools.bench --help`` lists the options. The package drives a part
+through its public API only, on clusters it builds itself.
 """

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import datetime
 import json
+import math
 import os
+import platform
+import statistics
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -17,197 +25,301 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 
-from .cluster import load_part, raft_logging
-from .measure import Runner
-from .progress import PhaseProgress
-from .report import (
-    ENV_KNOBS,
-    Results,
-    build_figures,
-    environment,
-    render_table,
-    to_json,
-)
-from .settings import LOGGING_MODES, PHASES, QUICK, Settings, Step
+from .cluster import LOG_FORMAT, StalledError, raft_logging
+from .kv import KV_PHASES, RAFT_STAGE
+from .measure import QUICK, RAFT_PHASES, Bench, Measurement, Phase, Settings
 
-PARTS = ("part2", "part3")
-"""The parts that take commands (part1 only elects)."""
+PARTS: dict[str, dict[str, Phase]] = {
+    "part2": RAFT_PHASES,
+    "part3": RAFT_PHASES,
+    "part4kv": KV_PHASES,
+    "part5kv": KV_PHASES,
+}
+"""The phases each part is measured in, in order: all the benchmark knows of
+a part (part1 only elects: it has none)."""
 
-FILE_WIDTH = 160
-"""Columns of the table when standard output is not a terminal and COLUMNS
-is not set (rich would use 80, too narrow for the notes)."""
+LOGGERS: dict[str, tuple[str, ...]] = {
+    "part4kv": ("part4kv", RAFT_STAGE),
+    "part5kv": ("part5kv", RAFT_STAGE),
+}
+"""The loggers of each part that logs through more than its own: a
+key/value stage logs through the Raft stage it runs on, too."""
 
+ENV_KNOBS = ("RAFT_UNRELIABLE_RPC", "RAFT_FORCE_MORE_REELECTION")
+"""Environment variables that change how the parts behave."""
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer above zero."""
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+Results = dict[tuple[str, str], list[Measurement]]
+"""Every run, by logging mode and phase."""
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a number above zero."""
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+def at_least(minimum: int, kind: type[int] | type[float] = int) -> Any:
+    """An argparse type: a number of ``kind`` no smaller than ``minimum``."""
+
+    def parse(text: str) -> float:
+        if (value := kind(text)) < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
+SIZES = {
+    "-n": ("throughput_ns", "N", at_least(1), "throughput command counts"),
+    "--commands": ("latency_commands", "M", at_least(2), "latency commands"),
+    "--trials": ("failover_trials", "K", at_least(2), "failover trials"),
+    "--idle-seconds": ("idle_seconds", "S", at_least(1, float), "idle seconds"),
+    "--clients": ("kv_clients", "C", at_least(1), "key/value client counts"),
+    "--kv-seconds": ("kv_seconds", "S", at_least(1, float), "key/value run seconds"),
+}
+"""The options that size a phase: the Settings field each sets, its
+metavar, its type and what it is."""
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
     """The command line of the benchmark."""
-    full = Settings()
+    phases = list(dict.fromkeys(name for table in PARTS.values() for name in table))
     parser = argparse.ArgumentParser(
         prog="python -m tools.bench",
-        description=(
-            "Benchmark a part of the Raft implementation (issue 7): "
-            "throughput, commit latency, failover time and idle cost, with "
-            "Raft logging off and on. Prints a table with the targets; exits "
-            "with status 1 if a run STALLED or a cluster leaked threads."
-        ),
+        description="Benchmark a part of the Raft implementation on its simulated "
+        "network: throughput, commit latency beside the network's floor, failover "
+        "time and idle cost, with Raft logging off and on. The table goes to "
+        "standard output, progress to standard error. Exit status 1 if a run "
+        "STALLED or a cluster left threads running. See docs/benchmarks.md.",
     )
-    parser.add_argument(
-        "--part",
-        choices=PARTS,
-        default=full.part,
-        help=f"the part to measure (default {full.part})",
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    add("--part", choices=list(PARTS), default="part3", help="default: %(default)s")
+    add(
         "--quick",
         action="store_true",
-        help=(
-            f"the reduced set: N={', '.join(map(str, QUICK.throughput_ns))}, "
-            f"{QUICK.latency_commands} latency commands, "
-            f"{QUICK.failover_trials} failover trials, "
-            f"{QUICK.idle_seconds:g} s idle (under 60 s in all)"
-        ),
+        help="the reduced set (see below): about 10 s a mode",
     )
-    parser.add_argument(
+    add(
         "--logging",
-        choices=[*LOGGING_MODES, "both"],
+        choices=["off", "on", "both"],
         default="both",
-        help="Raft logging off, on (DEBUG, formatted), or both (default)",
+        help="Raft logging off, on (every DEBUG record formatted and written to "
+        f"{os.devnull}), or both (default)",
     )
-    parser.add_argument(
+    add(
         "--only",
-        choices=PHASES,
         action="append",
+        choices=phases,
         metavar="PHASE",
-        help=f"measure only this phase (repeatable; one of {', '.join(PHASES)})",
+        help=f"measure only PHASE (repeatable): {', '.join(phases)}",
     )
-    parser.add_argument(
+    add(
         "--repeat",
-        type=positive_int,
-        default=full.repeat,
+        type=at_least(1),
+        default=1,
         metavar="R",
-        help="run every measurement R times and show the medians (default 1)",
+        help="run every measurement R times; show the medians and every run",
     )
-    parser.add_argument(
-        "-n",
-        type=positive_int,
-        nargs="+",
-        metavar="N",
-        help="throughput command counts (default: "
-        f"{', '.join(map(str, full.throughput_ns))})",
-    )
-    parser.add_argument(
-        "--commands",
-        type=positive_int,
-        metavar="M",
-        help=f"commands of the latency phase (default {full.latency_commands})",
-    )
-    parser.add_argument(
-        "--trials",
-        type=positive_int,
-        metavar="K",
-        help=f"failover trials (default {full.failover_trials})",
-    )
-    parser.add_argument(
-        "--idle-seconds",
-        type=positive_float,
-        metavar="S",
-        help=f"length of the idle phase (default {full.idle_seconds:g})",
-    )
-    parser.add_argument(
-        "--json", type=Path, metavar="FILE", help="also write every figure to FILE"
-    )
+    for option, (name, metavar, kind, what) in SIZES.items():
+        full, quick = (getattr(s, name) for s in (Settings(), QUICK))
+        add(
+            option,
+            dest=name,
+            type=kind,
+            metavar=metavar,
+            nargs="+" if option in ("-n", "--clients") else None,
+            help=f"{what} (default {full}; --quick {quick})",
+        )
+    add("--json", type=Path, metavar="FILE", help="also write the whole run to FILE")
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The Settings the command line asks for: the full or the quick set,
-    with the options given on top."""
-    base = QUICK if args.quick else Settings()
-    overrides = {
-        "throughput_ns": None if args.n is None else tuple(dict.fromkeys(args.n)),
-        "latency_commands": args.commands,
-        "failover_trials": args.trials,
-        "idle_seconds": args.idle_seconds,
-        "phases": None
-        if args.only is None
-        else tuple(p for p in PHASES if p in args.only),
-    }
+def settings_from_args(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> Settings:
+    """The full or the quick set, with the options given on top."""
+    phases = PARTS[args.part]
+    if unknown := set(args.only or ()) - set(phases):
+        parser.error(f"{args.part} has no phase {', '.join(sorted(unknown))}")
+    given = {name: getattr(args, name) for name, *_ in SIZES.values()}
+    for name in ("throughput_ns", "kv_clients"):
+        if given[name]:
+            given[name] = tuple(sorted(set(given[name])))
     return dataclasses.replace(
-        base,
+        QUICK if args.quick else Settings(),
         part=args.part,
-        logging_modes=LOGGING_MODES if args.logging == "both" else (args.logging,),
+        logging=("off", "on") if args.logging == "both" else (args.logging,),
+        only=tuple(p for p in phases if p in (args.only or phases)),
         repeat=args.repeat,
-        **{key: value for key, value in overrides.items() if value is not None},
+        **{name: value for name, value in given.items() if value is not None},
     )
 
 
-def label(settings: Settings, mode: str, step: Step, run: int) -> str:
-    """The description of a phase's progress bar."""
-    text = f"{settings.part} logging {mode}: {step.phase}"
-    if step.n is not None:
-        text += f" N={step.n:,}"
-    if settings.repeat > 1:
-        text += f" (run {run}/{settings.repeat})"
-    return text
+def run(bench: Bench, settings: Settings) -> Results:
+    """Every measurement of the run. A StalledError out of a phase (a
+    failover or idle cluster without a leader) ends that run as STALLED."""
+    results: Results = {}
+    for mode in settings.logging:
+        loggers = LOGGERS.get(settings.part, (settings.part,))
+        with raft_logging(loggers, enabled=mode == "on"):
+            for name in settings.only:
+                for i in range(1, settings.repeat + 1):
+                    bench.prefix = f"{settings.part} logging {mode}"
+                    if settings.repeat > 1:
+                        bench.prefix += f" run {i}/{settings.repeat}"
+                    bench.prefix += ": "
+                    m = Measurement()
+                    try:
+                        PARTS[settings.part][name](bench, m)
+                    except StalledError as stall:
+                        m.fail("STALLED", str(stall))
+                    results.setdefault((mode, name), []).append(m)
+    return results
+
+
+def build_rows(results: Results) -> list[dict[str, Any]]:
+    """A row per figure: the median over the runs that gave it, and the
+    status of the first run that did not. What went wrong in a phase's runs
+    is told once, on its first row."""
+    rows = []
+    for (mode, phase), runs in results.items():
+        problems = [note for m in runs for note in m.notes]
+        for label in dict.fromkeys(label for m in runs for label in m.units):
+            values = [m.values[label] for m in runs if label in m.values]
+            failed = [m.status for m in runs if label not in m.values]
+            rows.append(
+                {
+                    "logging": mode,
+                    "phase": phase,
+                    "figure": label,
+                    "unit": next(m.units[label] for m in runs if label in m.units),
+                    "status": failed[0] if failed else "ok",
+                    "value": statistics.median(values) if values else None,
+                    "runs": values,
+                    "notes": problems,
+                }
+            )
+            problems = []
+    return rows
+
+
+def number(value: float) -> str:
+    """``value`` to three significant digits (all of its integer part)."""
+    exponent = math.floor(math.log10(abs(value))) if value else 0
+    return f"{value:,.{max(0, 2 - exponent)}f}"
+
+
+def sizes(settings: Settings) -> str:
+    """What the run's clusters and phases were, for the table's caption."""
+    if PARTS[settings.part] is KV_PHASES:
+        clients = ", ".join(map(str, settings.kv_clients))
+        return (
+            f"Clusters of 3 services over HTTP; latency: one client, "
+            f"{settings.latency_commands} puts then as many gets; throughput: "
+            f"{clients} clients, {settings.kv_seconds:g} s each."
+        )
+    return (
+        f"Clusters of 3 servers (idle: 5); latency: {settings.latency_commands} "
+        f"commands one at a time; failover: {settings.failover_trials} trials."
+    )
+
+
+def render_table(settings: Settings, rows: list[dict[str, Any]]) -> Table:
+    """The rich table of a run: a section per logging mode."""
+    repeat = settings.repeat
+    table = Table(
+        title=f"Raft benchmark: {settings.part}, "
+        f"{'quick' if settings.quick else 'full'} set, "
+        f"{f'median of {repeat} runs' if repeat > 1 else 'one run'}",
+        caption=f"Log off: the part's loggers at WARNING. On: every DEBUG record "
+        f"formatted ('{LOG_FORMAT}') and written to {os.devnull}. {sizes(settings)}",
+    )
+    for column in ["Log", "Figure", "Value", *["Runs"] * (repeat > 1), "Notes"]:
+        table.add_column(column, justify="right" if column == "Value" else "left")
+    for i, row in enumerate(rows):
+        if i and row["logging"] != rows[i - 1]["logging"]:
+            table.add_section()
+        value = row["status"]
+        if row["value"] is not None and value == "ok":
+            value = f"{number(row['value'])} {row['unit']}"
+        runs = [", ".join(map(number, row["runs"]))] * (repeat > 1)
+        table.add_row(
+            row["logging"], row["figure"], value, *runs, "; ".join(row["notes"])
+        )
+    return table
+
+
+def cpu_model() -> str:
+    """The processor's model name, from /proc/cpuinfo where there is one."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor()
+
+
+def git_revision() -> str | None:
+    """The commit of the code, ``+dirty`` if tracked files have changes;
+    None outside a git work tree."""
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, check=True)
+        return done.stdout.decode().strip()
+
+    try:
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Where and when the run happened, and on which code."""
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "git_revision": git_revision(),
+        "load_average": os.getloadavg(),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "env": {knob: os.environ.get(knob) for knob in ENV_KNOBS},
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return the exit status."""
-    args = build_arg_parser().parse_args(argv)
-    settings = settings_from_args(args)
-    part = load_part(settings.part)
-    env = environment(part.name)
-    out = Console()
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        out = Console(width=FILE_WIDTH)
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    settings = settings_from_args(parser, args)
+    env = environment()
     err = Console(stderr=True)
-    for knob in ENV_KNOBS:
-        if env["env"][knob]:
+    for knob, value in env["env"].items():
+        if value:
             err.print(f"[bold yellow]warning:[/] {knob} is set: figures not comparable")
-    results: Results = {}
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        auto_refresh=False,
-    )
+    columns = TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()
+    progress = Progress(*columns, TimeElapsedColumn(), console=err, auto_refresh=False)
+    bench = Bench(settings, progress)
     with progress:
-        runner = Runner(part, settings, PhaseProgress(progress))
-        for mode in settings.logging_modes:
-            with raft_logging(part.name, enabled=mode == "on"):
-                for step in settings.steps():
-                    for run in range(1, settings.repeat + 1):
-                        measurement = runner.measure(
-                            step, label(settings, mode, step, run)
-                        )
-                        results.setdefault((mode, step), []).append(measurement)
-    figures = build_figures(settings, results)
-    out.print(render_table(settings, figures))
-    if runner.leaked_threads:
-        out.print(
-            "[bold red]threads still alive after their cluster shut down:[/] "
-            + ", ".join(runner.leaked_threads)
-        )
+        results = run(bench, settings)
+    rows = build_rows(results)
+    # Not a terminal and no COLUMNS: rich's 80 columns would fold the notes.
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    out = Console(width=160 if wide else None)
+    out.print(render_table(settings, rows))
+    if bench.leaked:
+        out.print(f"[bold red]threads left running:[/] {', '.join(bench.leaked)}")
     if args.json is not None:
-        document = to_json(settings, env, results, figures, runner.leaked_threads)
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
-    stalled = any(figure.status == "STALLED" for figure in figures)
-    return 1 if stalled or runner.leaked_threads else 0
+        measurements = [
+            {"logging": mode, "phase": phase, "run": i, **dataclasses.asdict(m)}
+            for (mode, phase), runs in results.items()
+            for i, m in enumerate(runs, start=1)
+        ]
+        document = {
+            "settings": dataclasses.asdict(settings),
+            "environment": env,
+            "rows": rows,
+            "measurements": measurements,
+            "leaked_threads": bench.leaked,
+        }
+        args.json.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    stalled = any(m.status == "STALLED" for runs in results.values() for m in runs)
+    return 1 if stalled or bench.leaked else 0

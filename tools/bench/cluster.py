@@ -1,205 +1,104 @@
-"""Clusters of one part's servers, built through the public API only.
+"""Clusters of one part's servers, driven through the part's public API only.
 
-The benchmark drives a part the way an outside client would (DESIGN.md,
-"Public API"): it creates ``partN.server.Server`` objects, connects every
+The benchmark builds ``partN.server.Server`` objects itself, connects every
 pair, sets ``ready``, finds the leader with ``cm.report()``, submits with
-``server.submit`` and reads every server's commit channel on a thread of its
-own. It never imports a part's harness, so what it measures is the part
-itself.
+``server.submit`` and reads each server's commit channel on a thread of its
+own, as a client would. It never imports a part's harness, so what it
+measures is the part itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from types import ModuleType
-from typing import Any, Protocol, cast
+from collections.abc import Iterator
+from typing import Any
 
 POLL_INTERVAL = 0.001
 """Seconds between two looks at the cluster while waiting for a leader: the
 resolution of the failover figure."""
 
-THREAD_END_GRACE = 2.0
-"""Seconds a closed cluster's threads get to end (DESIGN.md: about one
-election timeout; the rest is slack for a loaded machine)."""
-
 LOG_FORMAT = "%(message)s"
 """How Raft log records are formatted when logging is on."""
 
 
-class ConsensusModuleView(Protocol):
-    """What the benchmark reads from a server's ConsensusModule."""
-
-    def report(self) -> tuple[int, int, bool]:
-        """Return ``(id, current_term, is_leader)``."""
-        ...
-
-
-class RaftServer(Protocol):
-    """The part of ``partN.server.Server`` the benchmark uses.
-
-    ``call`` is declared as an attribute, not a method, because the cluster
-    replaces it on each instance with a wrapper that counts RPCs.
-    """
-
-    call: Callable[[int, str, Any], Any]
-
-    @property
-    def cm(self) -> ConsensusModuleView:
-        """The server's ConsensusModule."""
-        ...
-
-    def serve(self) -> None:
-        """Create the ConsensusModule and start accepting RPCs."""
-        ...
-
-    def get_listen_addr(self) -> Any:
-        """The opaque address peers connect to."""
-        ...
-
-    def connect_to_peer(self, peer_id: int, addr: Any) -> None:
-        """Open the link to ``peer_id``."""
-        ...
-
-    def disconnect_peer(self, peer_id: int) -> None:
-        """Close the link to ``peer_id``."""
-        ...
-
-    def disconnect_all(self) -> None:
-        """Close every outgoing link."""
-        ...
-
-    def submit(self, command: Any) -> bool | int:
-        """Submit a command: a bool in part2, an index or -1 in part3."""
-        ...
-
-    def shutdown(self) -> None:
-        """Stop the server; all its threads end."""
-        ...
-
-
-def accepted(result: bool | int) -> bool:
-    """Whether a ``submit`` result means the leader took the command.
-
-    part2 returns a bool, part3 the log index (-1: not the leader). The bool
-    test comes first because ``False`` is also the int 0, a valid index.
-    """
-    if isinstance(result, bool):
-        return result
-    return result >= 0
-
-
-@dataclass(frozen=True)
-class Part:
-    """One stage of the implementation, loaded by its package name."""
-
-    name: str
-    server_module: ModuleType
-    storage_module: ModuleType | None
-    """``partN.storage`` for a part with persistence, else None."""
-
-    @property
-    def persistent(self) -> bool:
-        """True for a part whose servers survive a crash (part3 on)."""
-        return self.storage_module is not None
-
-    def make_server(
-        self,
-        server_id: int,
-        peer_ids: list[int],
-        ready: threading.Event,
-        commit_chan: queue.Queue[Any],
-    ) -> RaftServer:
-        """A new Server of this part, with fresh storage if it has any."""
-        server_class = self.server_module.Server
-        if self.storage_module is None:
-            server = server_class(server_id, peer_ids, ready, commit_chan)
-        else:
-            storage = self.storage_module.MapStorage()
-            server = server_class(server_id, peer_ids, storage, ready, commit_chan)
-        return cast(RaftServer, server)
-
-
-def load_part(name: str) -> Part:
-    """Import ``name.server`` (and ``name.storage`` if the part has one)."""
-    server_module = importlib.import_module(f"{name}.server")
-    try:
-        storage_module: ModuleType | None = importlib.import_module(f"{name}.storage")
-    except ModuleNotFoundError as error:
-        if error.name != f"{name}.storage":
-            raise
-        storage_module = None
-    return Part(name, server_module, storage_module)
-
-
-@contextlib.contextmanager
-def raft_logging(part_name: str, enabled: bool) -> Iterator[None]:
-    """Set how the part logs while the block runs, then restore it.
-
-    Off: the part's loggers are at WARNING, so ``dlog`` returns before it
-    formats anything. On: every DEBUG record is formatted with
-    ``LOG_FORMAT`` and written to the null device, so a run pays the whole
-    cost of logging except the disk. Records never reach other handlers
-    (pytest's, the root logger's), whose cost would depend on the caller.
-    """
-    logger = logging.getLogger(part_name)
-    saved = (logger.level, logger.propagate, list(logger.handlers))
-    handler: logging.Handler | None = None
-    if enabled:
-        handler = logging.FileHandler(os.devnull)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        logger.handlers = [handler]
-        logger.setLevel(logging.DEBUG)
-    else:
-        logger.handlers = []
-        logger.setLevel(logging.WARNING)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        level, logger.propagate, logger.handlers = saved
-        logger.setLevel(level)
-        if handler is not None:
-            handler.close()
-
-
 class StalledError(Exception):
-    """No progress for the stall timeout: a bug in the part, never a figure."""
-
-    def __init__(self, what: str, delivered: list[int]) -> None:
-        super().__init__(f"{what}; delivered per server: {delivered}")
-        self.what = what
-        self.delivered = delivered
+    """Nothing happened for the stall timeout: a bug in the part, not a figure."""
 
 
 class LeaderChangedError(Exception):
-    """Leadership moved during a run whose figure assumes one leader."""
+    """Leadership moved during a run whose figure assumes a single leader."""
+
+
+def persistent(part: str) -> bool:
+    """Whether ``part`` keeps its state in storage and survives a crash."""
+    return importlib.util.find_spec(f"{part}.storage") is not None
+
+
+def make_server(
+    part: str, server_id: int, peer_ids: list[int], ready: threading.Event
+) -> tuple[Any, queue.Queue[Any]]:
+    """A new Server of ``part`` (with fresh storage if it persists its state)
+    and the server's commit channel."""
+    chan: queue.Queue[Any] = queue.Queue()
+    args: list[Any] = [server_id, peer_ids, ready, chan]
+    if persistent(part):
+        args.insert(2, importlib.import_module(f"{part}.storage").MapStorage())
+    return importlib.import_module(f"{part}.server").Server(*args), chan
+
+
+@contextlib.contextmanager
+def raft_logging(part_names: tuple[str, ...], enabled: bool) -> Iterator[None]:
+    """Set how the parts log while the block runs, then restore it.
+
+    Off: the parts' loggers are at WARNING, so ``dlog`` returns before it
+    formats anything. On: every DEBUG record is formatted and written to the
+    null device, so a run pays all the cost of logging but the disk. Either
+    way records never propagate to other handlers (pytest's, the root's),
+    whose cost would depend on who runs the benchmark.
+    """
+    loggers = [logging.getLogger(name) for name in part_names]
+    saved = [(lg.level, lg.propagate, lg.handlers) for lg in loggers]
+    handler = logging.FileHandler(os.devnull)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    for logger in loggers:
+        logger.handlers = [handler] if enabled else []
+        logger.setLevel(logging.DEBUG if enabled else logging.WARNING)
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, (level, logger.propagate, logger.handlers) in zip(
+            loggers, saved, strict=True
+        ):
+            # setLevel, not assignment: it clears the loggers' cache.
+            logger.setLevel(level)
+        handler.close()
 
 
 END_OF_COMMITS = object()
-"""Put on a commit channel once its server is shut down, to end its
-Collector (the CM never writes its channel after ``stop()``)."""
+"""Put on a commit channel after its server shut down, to end its Collector
+(a stopped CM never writes to its channel again)."""
 
 
 class Collector:
     """Reads one server's commit channel on a thread of its own and records
     when each distinct command was first delivered (``perf_counter``).
 
-    It drains whatever is queued before taking its lock, so a burst of
-    deliveries costs one lock round and one timestamp, not one per entry.
+    It drains whatever is queued before it takes its lock, so that a burst
+    of deliveries costs one lock round and one timestamp, not one per entry.
     """
 
     def __init__(self, server_id: int, commit_chan: queue.Queue[Any]) -> None:
         self.commit_chan = commit_chan
         self.cond = threading.Condition()
-        self.first_delivery: dict[Any, float] = {}
+        self.delivered: dict[Any, float] = {}
         self.thread = threading.Thread(
             target=self.run, name=f"bench-collector-{server_id}", daemon=True
         )
@@ -217,143 +116,113 @@ class Collector:
                 for entry in batch:
                     if entry is END_OF_COMMITS:
                         return
-                    self.first_delivery.setdefault(entry.command, now)
+                    self.delivered.setdefault(entry.command, now)
                 self.cond.notify_all()
 
     def count(self) -> int:
-        """How many distinct commands this server delivered."""
+        """How many distinct commands this server has delivered."""
         with self.cond:
-            return len(self.first_delivery)
+            return len(self.delivered)
 
-    def last_delivery(self) -> float:
-        """When the latest of the distinct commands was first delivered."""
+    def last(self) -> float:
+        """When the latest distinct command was first delivered."""
         with self.cond:
-            return max(self.first_delivery.values())
+            return max(self.delivered.values())
 
     def wait_for(self, command: Any, timeout: float) -> float | None:
         """Wait up to ``timeout`` s for ``command``; when it was delivered."""
         with self.cond:
-            self.cond.wait_for(lambda: command in self.first_delivery, timeout)
-            return self.first_delivery.get(command)
-
-    def stop(self) -> None:
-        """End the thread (the server must be shut down already)."""
-        self.commit_chan.put(END_OF_COMMITS)
-        self.thread.join()
+            self.cond.wait_for(lambda: command in self.delivered, timeout)
+            return self.delivered.get(command)
 
 
 class Cluster:
-    """``n`` servers of ``part``, fully connected and ready.
+    """``n`` servers of ``part``, fully connected and ready, each with a
+    Collector; every RPC a server sends is counted."""
 
-    Every server's outgoing RPCs are counted. ``close()`` shuts everything
-    down and waits for every thread started since the cluster was built.
-    """
-
-    def __init__(self, part: Part, n: int) -> None:
-        self.threads_before = set(threading.enumerate())
-        self.rpc_mu = threading.Lock()
-        self.rpc_calls = 0
-        self.isolated: set[int] = set()
-        self.crashed: set[int] = set()
+    def __init__(self, part: str, n: int) -> None:
         ready = threading.Event()
-        self.servers: list[RaftServer] = []
-        self.collectors: list[Collector] = []
+        self.rpc_mu = threading.Lock()
+        self.rpcs = 0
+        self.servers: list[Any] = []
+        self.chans: list[queue.Queue[Any]] = []
+        self.cut_off: set[int] = set()
+        self.crashed: set[int] = set()
         for i in range(n):
-            commit_chan: queue.Queue[Any] = queue.Queue()
-            server = part.make_server(
-                i, [p for p in range(n) if p != i], ready, commit_chan
-            )
+            server, chan = make_server(part, i, [p for p in range(n) if p != i], ready)
             server.serve()
-            self.count_calls(server)
+            server.call = self.counting(server.call)
             self.servers.append(server)
-            self.collectors.append(Collector(i, commit_chan))
+            self.chans.append(chan)
+        self.collectors = [Collector(i, chan) for i, chan in enumerate(self.chans)]
         for i, server in enumerate(self.servers):
-            for j, other in enumerate(self.servers):
+            for j, peer in enumerate(self.servers):
                 if i != j:
-                    server.connect_to_peer(j, other.get_listen_addr())
+                    server.connect_to_peer(j, peer.get_listen_addr())
         ready.set()
 
-    def count_calls(self, server: RaftServer) -> None:
-        """Wrap ``server.call`` so that every outgoing RPC is counted."""
-        call = server.call
+    def counting(self, call: Any) -> Any:
+        """``call`` (a server's outgoing RPC), counting every use."""
 
-        def counted_call(peer_id: int, service_method: str, args: Any) -> Any:
+        def counted(peer_id: int, service_method: str, args: Any) -> Any:
             with self.rpc_mu:
-                self.rpc_calls += 1
+                self.rpcs += 1
             return call(peer_id, service_method, args)
 
-        server.call = counted_call
+        return counted
 
     def rpc_count(self) -> int:
-        """RPCs sent so far by all servers (delivered or not)."""
+        """RPCs sent so far by all servers, delivered or not."""
         with self.rpc_mu:
-            return self.rpc_calls
+            return self.rpcs
 
     def delivered(self) -> list[int]:
         """Distinct commands delivered so far, per server."""
         return [collector.count() for collector in self.collectors]
 
-    def live(self) -> list[int]:
-        """Ids of the servers still connected (and not crashed)."""
-        return [i for i in range(len(self.servers)) if i not in self.isolated]
-
     def agreed_leader(self) -> tuple[int, int] | None:
-        """``(leader id, term)`` if the live servers have exactly one leader
-        and all report its term; else None."""
-        reports = [self.servers[i].cm.report() for i in self.live()]
+        """``(leader id, term)`` if the servers not cut off have exactly one
+        leader and all report its term; else None."""
+        reports = [
+            s.cm.report() for i, s in enumerate(self.servers) if i not in self.cut_off
+        ]
         leaders = [(i, term) for i, term, is_leader in reports if is_leader]
-        if len(leaders) != 1:
-            return None
-        leader_term = leaders[0][1]
-        if any(term != leader_term for _, term, _ in reports):
+        if len(leaders) != 1 or any(term != leaders[0][1] for _, term, _ in reports):
             return None
         return leaders[0]
 
     def wait_for_leader(self, timeout: float) -> tuple[int, int]:
-        """Wait for ``agreed_leader()``; raise StalledError after ``timeout`` s."""
+        """Poll for ``agreed_leader()``; StalledError after ``timeout`` s."""
         deadline = time.perf_counter() + timeout
         while (found := self.agreed_leader()) is None:
             if time.perf_counter() > deadline:
-                raise StalledError(f"no agreed leader within {timeout:g} s", [])
+                raise StalledError(f"no agreed leader within {timeout:g} s")
             time.sleep(POLL_INTERVAL)
         return found
 
-    def check_leader(self, leader_id: int, term: int) -> None:
-        """Raise LeaderChangedError unless ``leader_id`` still leads in ``term``
-        and no live server has moved to another term."""
-        reports = {i: self.servers[i].cm.report() for i in self.live()}
-        still_leads = reports[leader_id][2]
-        if not still_leads or any(t != term for _, t, _ in reports.values()):
-            raise LeaderChangedError(f"leader {leader_id} of term {term} was deposed")
+    def check_leader(self, leader: tuple[int, int]) -> None:
+        """LeaderChangedError unless ``leader`` (id, term) still leads and no
+        server has moved to another term."""
+        if self.agreed_leader() != leader:
+            raise LeaderChangedError(f"leader {leader[0]} of term {leader[1]} deposed")
 
-    def isolate(self, server_id: int) -> None:
-        """Cut every link to and from ``server_id``, in both directions."""
+    def cut(self, server_id: int, crash: bool) -> None:
+        """Cut every link to and from ``server_id``; with ``crash``, also
+        shut it down, as a crash would."""
         self.servers[server_id].disconnect_all()
         for i, server in enumerate(self.servers):
             if i != server_id:
                 server.disconnect_peer(server_id)
-        self.isolated.add(server_id)
+        self.cut_off.add(server_id)
+        if crash:
+            self.servers[server_id].shutdown()
+            self.crashed.add(server_id)
 
-    def crash(self, server_id: int) -> None:
-        """Isolate ``server_id`` and shut it down, as a crash would."""
-        self.isolate(server_id)
-        self.servers[server_id].shutdown()
-        self.crashed.add(server_id)
-
-    def close(self) -> list[str]:
-        """Shut every server down, end the collectors, and wait for the
-        cluster's threads to end; return the names of those still alive."""
+    def close(self) -> None:
+        """Shut every server down and end the collectors."""
         for i, server in enumerate(self.servers):
             if i not in self.crashed:
                 server.shutdown()
-        for collector in self.collectors:
-            collector.stop()
-        deadline = time.perf_counter() + THREAD_END_GRACE
-        for thread in threading.enumerate():
-            if thread not in self.threads_before:
-                thread.join(max(0.0, deadline - time.perf_counter()))
-        return sorted(
-            t.name
-            for t in threading.enumerate()
-            if t not in self.threads_before and t.is_alive()
-        )
+        for chan, collector in zip(self.chans, self.collectors, strict=True):
+            chan.put(END_OF_COMMITS)
+            collector.thread.join()

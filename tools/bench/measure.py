@@ -1,86 +1,133 @@
-"""The four measurements of issue 7, each on fresh clusters.
+"""The measurements of a Raft part, each on fresh clusters.
 
-Walls are ``time.perf_counter``; CPU is ``resource.getrusage(RUSAGE_SELF)``
-(user + system, every thread of the process). Before each cluster is built
-the garbage of the previous one is collected, and after it is shut down its
-threads are waited for, so that no phase pays for another.
+A phase is a function that runs once and fills a Measurement: it announces
+the figures it will give (label and unit), then sets their values. What a
+part is measured in is a table of such phases (``RAFT_PHASES``).
+
+Walls are ``time.perf_counter``; CPU is ``resource.getrusage(RUSAGE_SELF)``,
+user + system of every thread of the process. Garbage is collected before a
+cluster is built and its threads are waited for after it is shut down, so
+that no measurement pays for another.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import gc
-import math
+import importlib
+import os
 import resource
+import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any
 
-from .cluster import Cluster, LeaderChangedError, Part, StalledError, accepted
-from .progress import PhaseProgress
-from .settings import CLUSTER_SIZE, IDLE_CLUSTER_SIZE, Settings, Step
+from rich.progress import Progress, TaskID
 
-T = TypeVar("T")
+from tools.threadcheck import leaked_threads
 
-Status = Literal["ok", "STALLED", "LEADER CHANGED"]
+from .cluster import (
+    Cluster,
+    LeaderChangedError,
+    StalledError,
+    make_server,
+    persistent,
+)
+
+LEADER_TIMEOUT = 10.0
+"""Seconds a fresh cluster gets to agree on a leader before it is STALLED."""
 
 WAIT_TICK = 0.02
 """Seconds between two checks (leader, stall, progress bar) while waiting
 for commands to be delivered."""
 
-LEADER_CHANGE_RETRIES = 1
-"""Fresh clusters a throughput or latency run gets after a leader change."""
-
 FAILOVER_SETTLE = 0.1
-"""Seconds between a trial's cluster agreeing on a leader and its leader
-being cut off: two heartbeats, so the followers have heard from it."""
+"""Seconds between a cluster's agreeing on a leader and the leader's being
+cut off: two heartbeats, so the followers have heard from it."""
 
 IDLE_SETTLE = 0.5
 """Seconds the idle cluster gets after its election before the count starts."""
 
 IDLE_TICK = 1.0
-"""Seconds between two progress updates in the idle phase: a redraw costs
-the process about 1 ms of CPU, which the idle figure counts."""
+"""Seconds between two progress updates while idle: a redraw costs about a
+millisecond of CPU, which the idle figure counts."""
+
+REFRESH_INTERVAL = 0.2
+"""Seconds between two redraws of the progress bars."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run measures; the defaults are the full set."""
+
+    part: str = "part3"
+    logging: tuple[str, ...] = ("off", "on")
+    only: tuple[str, ...] = ("throughput", "latency", "failover", "idle")
+    """The phases to measure, in the part's order."""
+    throughput_ns: tuple[int, ...] = (1_000, 5_000, 20_000)
+    latency_commands: int = 500
+    failover_trials: int = 30
+    idle_seconds: float = 10.0
+    kv_clients: tuple[int, ...] = (1, 4, 16)
+    """The numbers of concurrent clients of a key/value stage's throughput."""
+    kv_seconds: float = 3.0
+    """How long each key/value throughput run lasts."""
+    stall_seconds: float = 10.0
+    """A throughput or latency run that delivers nothing new for this long
+    is STALLED."""
+    repeat: int = 1
+    quick: bool = False
+
+
+QUICK = dataclasses.replace(
+    Settings(),
+    throughput_ns=(1_000, 5_000),
+    latency_commands=100,
+    failover_trials=5,
+    idle_seconds=3.0,
+    kv_seconds=1.0,
+    quick=True,
+)
+"""The reduced set of ``--quick``."""
 
 
 @dataclass
 class Measurement:
-    """The outcome of one run of one step.
+    """One run of one phase.
 
-    ``values`` holds the figures (only when ``status`` is ok), ``samples``
-    the individual timings in ms of latency and failover, ``details``
-    whatever explains the figures (JSON-able).
+    ``units`` maps the label of every figure the run was to give to its
+    unit, ``values`` those it gave; a failed run (``status`` "STALLED" or
+    "LEADER CHANGED") lacks some. ``samples`` are the raw timings in ms,
+    ``notes`` what a reader of the table should know about the run.
     """
 
-    phase: str
-    n: int | None = None
-    status: Status = "ok"
+    status: str = "ok"
+    units: dict[str, str] = field(default_factory=dict)
     values: dict[str, float] = field(default_factory=dict)
-    samples: list[float] = field(default_factory=list)
+    samples: dict[str, list[float]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
+    def figures(self, unit: str, *labels: str) -> None:
+        """Announce figures this run will give, so a failure shows in them."""
+        self.units.update(dict.fromkeys(labels, unit))
 
-def percentile(values: list[float], p: float) -> float:
-    """The ``p``-th percentile (0-100), interpolating between the two
-    nearest ranks (numpy's default method)."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    def distribution(self, name: str, samples_ms: list[float]) -> None:
+        """Give p50, p99 and max of timings in ms, and keep the timings."""
+        cuts = statistics.quantiles(samples_ms, n=100, method="inclusive")
+        self.values |= {f"{name} p50": cuts[49], f"{name} p99": cuts[98]}
+        self.values[f"{name} max"] = max(samples_ms)
+        self.samples[name] = samples_ms
 
-
-def distribution(samples_ms: list[float]) -> dict[str, float]:
-    """p50, p99 and max of a list of timings in ms."""
-    return {
-        "p50_ms": percentile(samples_ms, 50),
-        "p99_ms": percentile(samples_ms, 99),
-        "max_ms": max(samples_ms),
-    }
+    def fail(self, status: str, note: str) -> None:
+        """Record a failure; the run's status stays that of the first."""
+        if self.status == "ok":
+            self.status = status
+        self.notes.append(note)
 
 
 def cpu_seconds() -> float:
@@ -89,230 +136,277 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class Runner:
-    """Runs the steps of a benchmark on one part.
+class Bench:
+    """What every phase needs: the settings, progress bars, and
+    fresh clusters whose leaked threads it collects in ``leaked``."""
 
-    Threads of a cluster still alive after it is closed are collected in
-    ``leaked_threads``: the parts promise that there are none.
-    """
-
-    def __init__(self, part: Part, settings: Settings, progress: PhaseProgress) -> None:
-        self.part = part
+    def __init__(self, settings: Settings, progress: Progress) -> None:
         self.settings = settings
         self.progress = progress
-        self.leaked_threads: list[str] = []
+        self.prefix = ""
+        """Put before every bar's label (the logging mode, the run)."""
+        self.task: TaskID | None = None
+        self.last_refresh = 0.0
+        self.leaked: list[str] = []
 
-    def measure(self, step: Step, label: str) -> Measurement:
-        """Run ``step`` once, showing progress under ``label``."""
-        phases: dict[str, Callable[[Step, str], Measurement]] = {
-            "throughput": self.throughput,
-            "latency": self.latency,
-            "failover": self.failover,
-            "idle": self.idle,
-        }
+    def bar(self, label: str, total: float) -> None:
+        """Show a new progress bar for ``total`` units of work."""
+        self.task = self.progress.add_task(self.prefix + label, total=total)
+        self.progress.refresh()
+
+    def advance(self, completed: float) -> None:
+        """Set the bar; redraw at most every REFRESH_INTERVAL s. The bars
+        never refresh on a thread of their own (rich's default): that thread
+        would count in the idle CPU and compete with the servers."""
+        assert self.task is not None
+        self.progress.update(self.task, completed=completed)
+        now = time.perf_counter()
+        if now - self.last_refresh >= REFRESH_INTERVAL:
+            self.progress.refresh()
+            self.last_refresh = now
+
+    @contextlib.contextmanager
+    def threads_checked(self) -> Iterator[None]:
+        """Collect garbage, run the block, then record the threads it left."""
+        gc.collect()
+        before = set(threading.enumerate())
         try:
-            return phases[step.phase](step, label)
-        except StalledError as stall:
-            return Measurement(
-                step.phase,
-                step.n,
-                status="STALLED",
-                details={"stalled": stall.what, "delivered": stall.delivered},
-            )
+            yield
+        finally:
+            self.leaked += sorted(t.name for t in leaked_threads(before))
 
     @contextlib.contextmanager
     def cluster(self, n: int) -> Iterator[Cluster]:
-        """A fresh cluster of ``n`` servers, closed at the end of the block."""
-        gc.collect()
-        cluster = Cluster(self.part, n)
-        try:
-            yield cluster
-        finally:
-            self.leaked_threads.extend(cluster.close())
+        """A fresh cluster of ``n`` servers, shut down at the end of the block."""
+        with self.threads_checked():
+            cluster = Cluster(self.settings.part, n)
+            try:
+                yield cluster
+            finally:
+                cluster.close()
+
+    def one_leader(
+        self,
+        m: Measurement,
+        label: str,
+        total: int,
+        run: Callable[[Cluster, tuple[int, int]], None],
+    ) -> None:
+        """``run(cluster, leader)`` on a fresh 3-server cluster, and once more
+        on another if leadership changes: the figure assumes one leader, as
+        commands a deposed leader took may be lost. A stall, or a second
+        change, is recorded in ``m`` and the phase goes on."""
+        for attempt in range(2):
+            with self.cluster(3) as cluster:
+                try:
+                    leader = cluster.wait_for_leader(LEADER_TIMEOUT)
+                    retry = " (retry: leader changed)" if attempt else ""
+                    self.bar(label + retry, total)
+                    run(cluster, leader)
+                except LeaderChangedError:
+                    continue
+                except StalledError as stall:
+                    m.fail("STALLED", f"{label}: {stall}")
+                    return
+            if attempt:
+                m.notes.append(f"{label}: leader changed, retried once")
+            return
+        m.fail("LEADER CHANGED", f"{label}: leader changed twice")
 
     def wait(
         self,
         cluster: Cluster,
         leader: tuple[int, int],
-        result: Callable[[float], T | None],
-        progress: Callable[[], int],
-    ) -> T:
-        """Return the first value ``result`` gives that is not None.
-
-        ``result(timeout)`` may block up to ``timeout`` s. Between two calls
-        the leader is checked (LeaderChangedError) and so is ``progress``, a
-        count that must grow at least every ``stall_seconds`` (StalledError).
-        """
-        last_count = progress()
-        last_change = time.perf_counter()
-        while (found := result(WAIT_TICK)) is None:
-            cluster.check_leader(*leader)
-            count = progress()
-            now = time.perf_counter()
-            if count != last_count:
-                last_count, last_change = count, now
+        done: Callable[[float], float | None],
+    ) -> float:
+        """The first time ``done(timeout)`` gives (it may block that long).
+        Between two calls, check the leader, and raise StalledError if no
+        server delivered anything new for ``stall_seconds``."""
+        last_count, last_change = sum(cluster.delivered()), time.perf_counter()
+        while (found := done(WAIT_TICK)) is None:
+            cluster.check_leader(leader)
+            delivered, now = cluster.delivered(), time.perf_counter()
+            if sum(delivered) != last_count:
+                last_count, last_change = sum(delivered), now
             elif now - last_change > self.settings.stall_seconds:
                 raise StalledError(
-                    f"no progress for {self.settings.stall_seconds:g} s",
-                    cluster.delivered(),
+                    f"nothing new for {self.settings.stall_seconds:g} s, "
+                    f"delivered {'/'.join(map(str, delivered))}"
                 )
         return found
 
-    def with_one_leader(
-        self,
-        step: Step,
-        label: str,
-        total: int,
-        run: Callable[[Cluster, tuple[int, int]], Measurement],
-    ) -> Measurement:
-        """Run ``run(cluster, (leader, term))`` on a fresh 3-server cluster,
-        again on another one if leadership changes during the run (its
-        figure would mean nothing), and record how many times it did."""
-        changes = 0
-        for attempt in range(1 + LEADER_CHANGE_RETRIES):
-            retry = f" (retry {attempt}: leader changed)" if attempt else ""
-            with self.cluster(CLUSTER_SIZE) as cluster:
-                leader = cluster.wait_for_leader(self.settings.stall_seconds)
-                self.progress.start(label + retry, total)
-                try:
-                    measurement = run(cluster, leader)
-                except LeaderChangedError:
-                    changes += 1
-                    continue
-            measurement.details["leader_changes"] = changes
-            return measurement
-        return Measurement(
-            step.phase,
-            step.n,
-            status="LEADER CHANGED",
-            details={"leader_changes": changes},
-        )
 
-    def throughput(self, step: Step, label: str) -> Measurement:
-        """Submit commands 0..N-1 to the leader as fast as ``submit``
-        returns; time until every server has delivered all N."""
-        assert step.n is not None
-        n = step.n
+def submit(server: Any, command: int) -> None:
+    """Submit ``command``; a refusal means the leader was deposed. part2
+    answers with a bool, part3 with the log index or -1; the bool test comes
+    first because False is also the int 0, a valid index."""
+    result = server.submit(command)
+    if not (result if isinstance(result, bool) else result >= 0):
+        raise LeaderChangedError(f"submit of {command} refused")
 
-        def run(cluster: Cluster, leader: tuple[int, int]) -> Measurement:
-            server = cluster.servers[leader[0]]
 
-            def all_delivered(timeout: float) -> float | None:
-                delivered = cluster.delivered()
-                self.progress.update(sum(delivered))
-                if min(delivered) >= n:
-                    return max(c.last_delivery() for c in cluster.collectors)
-                time.sleep(timeout)
-                return None
+def throughput(bench: Bench, m: Measurement) -> None:
+    """For each N, submit 0..N-1 to the leader as fast as ``submit`` returns;
+    time from the first submit until every server has delivered all N. The
+    growth of µs/cmd from the smallest N to the largest shows work that grows
+    with the log."""
+    ns = bench.settings.throughput_ns
+    for n in ns:
+        m.figures("cmd/s", f"throughput N={n:,}")
+        m.figures("µs", f"cost per command N={n:,}")
+    growth = f"growth N={min(ns):,}→{max(ns):,}"
+    if len(ns) > 1:
+        m.figures("x", growth)
+    for n in ns:
+        run = functools.partial(submit_n, bench, m, n)
+        bench.one_leader(m, f"throughput N={n:,}", 3 * n, run)
+    small, large = (
+        m.values.get(f"cost per command N={n:,}") for n in (min(ns), max(ns))
+    )
+    if len(ns) > 1 and small and large:
+        m.values[growth] = large / small
 
+
+def submit_n(
+    bench: Bench, m: Measurement, n: int, cluster: Cluster, leader: tuple[int, int]
+) -> None:
+    """One throughput run: N commands, timed until all servers deliver them."""
+
+    def all_delivered(timeout: float) -> float | None:
+        delivered = cluster.delivered()
+        bench.advance(sum(delivered))
+        if min(delivered) >= n:
+            return max(c.last() for c in cluster.collectors)
+        time.sleep(timeout)
+        return None
+
+    start = time.perf_counter()
+    for command in range(n):
+        submit(cluster.servers[leader[0]], command)
+    seconds = bench.wait(cluster, leader, all_delivered) - start
+    m.values[f"throughput N={n:,}"] = n / seconds
+    m.values[f"cost per command N={n:,}"] = seconds / n * 1e6
+
+
+def latency(bench: Bench, m: Measurement) -> None:
+    """Submit commands one at a time, each timed from ``submit`` until the
+    bench's consumer thread takes it off the leader's commit channel; then
+    set it beside the simulated network's floor (``network_floor``)."""
+    m.figures("ms", "latency p50", "latency p99", "latency max", "network floor p50")
+    m.figures("x", "latency p50 / floor")
+    commands = bench.settings.latency_commands
+
+    def run(cluster: Cluster, leader: tuple[int, int]) -> None:
+        collector = cluster.collectors[leader[0]]
+        samples = []
+        for command in range(commands):
             start = time.perf_counter()
-            for command in range(n):
-                if not accepted(server.submit(command)):
-                    raise LeaderChangedError(f"submit of {command} refused")
-            submitted = time.perf_counter()
-            done = self.wait(
-                cluster, leader, all_delivered, lambda: sum(cluster.delivered())
-            )
-            seconds = done - start
-            return Measurement(
-                step.phase,
-                n,
-                values={
-                    "commands_per_s": n / seconds,
-                    "us_per_command": seconds / n * 1e6,
-                    "seconds": seconds,
-                },
-                details={"submit_seconds": submitted - start},
-            )
+            submit(cluster.servers[leader[0]], command)
+            arrived = functools.partial(collector.wait_for, command)
+            done = bench.wait(cluster, leader, arrived)
+            samples.append((done - start) * 1000)
+            bench.advance(command + 1)
+        m.distribution("latency", samples)
 
-        return self.with_one_leader(step, label, n * CLUSTER_SIZE, run)
+    bench.one_leader(m, "latency", commands, run)
+    if "latency p50" in m.values:
+        m.samples["network floor"] = floor = network_floor(bench, commands)
+        m.values["network floor p50"] = p50 = statistics.median(floor)
+        m.values["latency p50 / floor"] = m.values["latency p50"] / p50
 
-    def latency(self, step: Step, label: str) -> Measurement:
-        """Submit commands one at a time; time each from ``submit`` until
-        the leader's commit channel delivers it."""
-        commands = self.settings.latency_commands
 
-        def run(cluster: Cluster, leader: tuple[int, int]) -> Measurement:
-            server = cluster.servers[leader[0]]
-            collector = cluster.collectors[leader[0]]
-            samples: list[float] = []
-            for command in range(commands):
-                start = time.perf_counter()
-                if not accepted(server.submit(command)):
-                    raise LeaderChangedError(f"submit of {command} refused")
-                done = self.wait(
-                    cluster,
-                    leader,
-                    functools.partial(collector.wait_for, command),
-                    collector.count,
-                )
-                samples.append((done - start) * 1000)
-                self.progress.update(command + 1)
-            return Measurement(
-                step.phase, values=distribution(samples), samples=samples
-            )
+def network_floor(bench: Bench, pairs: int) -> list[float]:
+    """What the simulated network alone costs a commit, in ms, ``pairs`` times.
 
-        return self.with_one_leader(step, label, commands, run)
+    A command commits once the faster of the two followers has answered, so
+    the floor is the faster of two deliveries, each timed around the part's
+    own ``RPCProxy.simulate_network`` on the proxy of a dormant CM, with the
+    network reliable. The rest of a latency is the implementation's work:
+    mostly thread hand-offs.
+    """
+    bench.bar("network floor", pairs)
+    samples = []
+    unreliable = os.environ.pop("RAFT_UNRELIABLE_RPC", None)
+    try:
+        with bench.threads_checked():
+            # Never ready, the CM stays dormant: nothing else runs meanwhile.
+            part = bench.settings.part
+            server, _ = make_server(part, 0, [1, 2], threading.Event())
+            server.serve()
+            proxy = importlib.import_module(f"{part}.server").RPCProxy(server.cm)
+            try:
+                for pair in range(pairs):
+                    samples.append(min(delivery_ms(proxy), delivery_ms(proxy)))
+                    bench.advance(pair + 1)
+            finally:
+                server.shutdown()
+    finally:
+        if unreliable is not None:
+            os.environ["RAFT_UNRELIABLE_RPC"] = unreliable
+    return samples
 
-    def failover(self, step: Step, label: str) -> Measurement:
-        """On fresh 3-server clusters, cut the leader off (and crash it, for
-        a part with persistence); time until the other two agree on a new
-        leader and its term."""
-        trials = self.settings.failover_trials
-        self.progress.start(label, trials)
-        samples: list[float] = []
-        for trial in range(trials):
-            with self.cluster(CLUSTER_SIZE) as cluster:
-                leader_id, _ = cluster.wait_for_leader(self.settings.stall_seconds)
-                time.sleep(FAILOVER_SETTLE)
-                start = time.perf_counter()
-                if self.part.persistent:
-                    cluster.crash(leader_id)
-                else:
-                    cluster.isolate(leader_id)
-                cluster.wait_for_leader(self.settings.stall_seconds)
-                samples.append((time.perf_counter() - start) * 1000)
-            self.progress.update(trial + 1)
-        return Measurement(
-            step.phase,
-            values=distribution(samples),
-            samples=samples,
-            details={"leader": "crashed" if self.part.persistent else "disconnected"},
-        )
 
-    def idle(self, step: Step, label: str) -> Measurement:
-        """Leave a 5-server cluster with a leader alone; measure the CPU the
-        process uses and the RPCs the servers send, per wall second.
+def delivery_ms(proxy: Any) -> float:
+    """How long ``proxy`` takes to deliver one AppendEntries, in ms."""
+    start = time.perf_counter()
+    proxy.simulate_network("AppendEntries")
+    return (time.perf_counter() - start) * 1000
 
-        The CPU of the bench's own thread (its progress bar) is part of the
-        figure, and is also reported on its own to show it is negligible.
-        """
-        seconds = self.settings.idle_seconds
-        with self.cluster(IDLE_CLUSTER_SIZE) as cluster:
-            leader = cluster.wait_for_leader(self.settings.stall_seconds)
-            time.sleep(IDLE_SETTLE)
-            self.progress.start(label, seconds)
-            rpcs_before = cluster.rpc_count()
-            cpu_before = cpu_seconds()
-            own_cpu_before = time.thread_time()
+
+def failover(bench: Bench, m: Measurement) -> None:
+    """On fresh clusters, cut the leader off (and crash it, in a part with
+    persistence); time until the other two agree on one leader and its term."""
+    m.figures("ms", "failover p50", "failover p99", "failover max")
+    crash = persistent(bench.settings.part)
+    m.details["leader"] = "crashed" if crash else "cut off"
+    bench.bar(f"failover, leader {m.details['leader']}", bench.settings.failover_trials)
+    samples = []
+    for trial in range(bench.settings.failover_trials):
+        with bench.cluster(3) as cluster:
+            leader, _ = cluster.wait_for_leader(LEADER_TIMEOUT)
+            time.sleep(FAILOVER_SETTLE)
             start = time.perf_counter()
-            while (elapsed := time.perf_counter() - start) < seconds:
-                time.sleep(min(IDLE_TICK, seconds - elapsed))
-                self.progress.update(min(seconds, time.perf_counter() - start))
-            wall = time.perf_counter() - start
-            cpu = cpu_seconds() - cpu_before
-            own_cpu = time.thread_time() - own_cpu_before
-            rpcs = cluster.rpc_count() - rpcs_before
-            leader_kept = cluster.agreed_leader() == leader
-        return Measurement(
-            step.phase,
-            values={"cpu_per_wall": cpu / wall, "rpcs_per_s": rpcs / wall},
-            details={
-                "servers": IDLE_CLUSTER_SIZE,
-                "wall_seconds": wall,
-                "cpu_seconds": cpu,
-                "bench_thread_cpu_seconds": own_cpu,
-                "rpcs": rpcs,
-                "leader_kept": leader_kept,
-            },
-        )
+            cluster.cut(leader, crash)
+            cluster.wait_for_leader(LEADER_TIMEOUT)
+            samples.append((time.perf_counter() - start) * 1000)
+        bench.advance(trial + 1)
+    m.distribution("failover", samples)
+
+
+def idle(bench: Bench, m: Measurement) -> None:
+    """Leave a 5-server cluster with a leader alone; the process's CPU and
+    the RPCs sent, per wall second. The bench's own thread (its progress
+    bar) counts in the CPU, and is also shown alone: it is negligible."""
+    m.figures("CPU-s/s", "idle CPU", "idle CPU, bench thread")
+    m.figures("RPC/s", "idle RPCs")
+    seconds = bench.settings.idle_seconds
+    with bench.cluster(5) as cluster:
+        leader = cluster.wait_for_leader(LEADER_TIMEOUT)
+        time.sleep(IDLE_SETTLE)
+        bench.bar("idle", seconds)
+        rpcs, cpu, own_cpu = cluster.rpc_count(), cpu_seconds(), time.thread_time()
+        start = time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            time.sleep(min(IDLE_TICK, seconds - elapsed))
+            bench.advance(min(seconds, time.perf_counter() - start))
+        wall = time.perf_counter() - start
+        cpu, own_cpu = cpu_seconds() - cpu, time.thread_time() - own_cpu
+        rpcs = cluster.rpc_count() - rpcs
+        if cluster.agreed_leader() != leader:
+            m.notes.append("leadership changed while idle")
+    m.values |= {"idle CPU": cpu / wall, "idle CPU, bench thread": own_cpu / wall}
+    m.values["idle RPCs"] = rpcs / wall
+    m.details |= {"wall_seconds": wall, "cpu_seconds": cpu, "rpcs": rpcs}
+
+
+Phase = Callable[[Bench, Measurement], None]
+"""A kind of measurement: a function that runs it once and fills the
+Measurement it is given."""
+
+RAFT_PHASES: dict[str, Phase] = {
+    "throughput": throughput,
+    "latency": latency,
+    "failover": failover,
+    "idle": idle,
+}
+"""The phases of a Raft part (part2, part3), in the order a run measures them."""

@@ -1,0 +1,116 @@
+"""``python -m tools.lincheck``: check a history file, draw it, or time the
+checker.
+
+Exit status: 0 linearizable, 1 not linearizable, 3 undecided when the
+timeout ran out, 2 bad input (the message names the operation at fault).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from .bench import file_case, run_bench, standard_cases
+from .check import Result, check_operations
+from .history import HistoryError, load_history
+from .model import KV_MODEL
+from .view import write_page
+
+EXIT = {"ok": 0, "not linearizable": 1, "unknown": 3}
+"""The exit status of each verdict."""
+BAD_INPUT = 2
+
+STYLE = {"ok": "bold green", "not linearizable": "bold red", "unknown": "bold yellow"}
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """The command line of the checker."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.lincheck",
+        description=(
+            "Check that a key/value history (a JSON list of operations) is "
+            "linearizable. Exit status: 0 ok, 1 not linearizable, 3 unknown "
+            "(the timeout ran out), 2 bad input."
+        ),
+    )
+    parser.add_argument(
+        "history",
+        nargs="*",
+        type=Path,
+        help="the history file (with --bench: files to time instead of the "
+        "standard made-up histories)",
+    )
+    parser.add_argument(
+        "--html", metavar="OUT.html", type=Path, help="also draw the history there"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up with the verdict 'unknown' after this long (default: never)",
+    )
+    parser.add_argument("--bench", action="store_true", help="time the checker instead")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        metavar="N",
+        help="with --bench: time each history N times, keep the best (default 3)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    console = console or Console()
+    if args.timeout is not None and not args.timeout > 0:
+        parser.error("--timeout must be a positive number of seconds")
+    if args.bench:
+        if args.repeat < 1:
+            parser.error("--repeat must be at least 1")
+        cases = [file_case(path) for path in args.history] or standard_cases()
+        try:
+            run_bench(cases, args.repeat, args.timeout, console)
+        except HistoryError as error:
+            return _bad_input(console, str(error))
+        return 0
+    if len(args.history) != 1:
+        parser.error("give one history file (or --bench)")
+    try:
+        ops = load_history(args.history[0], KV_MODEL.ops)
+    except HistoryError as error:
+        return _bad_input(console, str(error))
+    result = check_operations(ops, KV_MODEL, args.timeout)
+    report(result, console)
+    if args.html is not None:
+        try:
+            path = write_page(result, args.html)
+        except OSError as error:
+            return _bad_input(console, f"cannot write {args.html}: {error}")
+        console.print(f"HTML view: {escape(str(path.resolve()))}", highlight=False)
+    return EXIT[result.verdict]
+
+
+def report(result: Result, console: Console) -> None:
+    """Print the verdict, and why when it is not ok."""
+    head, *lines = result.explain().splitlines()
+    verdict, _, rest = head.partition(":")
+    console.print(
+        f"[{STYLE[result.verdict]}]{escape(verdict)}[/]:{escape(rest)}",
+        highlight=False,
+    )
+    for line in lines:
+        style = "bold" if not line.startswith(" ") else ""
+        text = escape(line)
+        console.print(f"[{style}]{text}[/]" if style else text, highlight=False)
+
+
+def _bad_input(console: Console, message: str) -> int:
+    console.print(f"[bold red]bad input:[/] {escape(message)}", highlight=False)
+    return BAD_INPUT

@@ -1,0 +1,391 @@
+"""The HTML view of a checked history.
+
+One section per key, failed keys first. In each, one row per client, and
+each operation a bar from its call to its return; an operation whose answer
+never came is drawn open-ended, fading out towards the client's next call.
+Hovering a bar (or a line of the lists) shows the operation, its answer and
+its place in the verdict, and lights up both.
+
+* A linearizable key lists the linearization found, and each bar carries
+  its position in it.
+* A key that is not linearizable shows the longest linearizable prefix
+  found (green) and the operations none of which can come next (red), each
+  with what the model says it would have answered there.
+
+The page is self-contained (style and script inline, no fonts or images),
+so it opens from ``file://``, and every piece of text from the history is
+HTML-escaped: keys and values are any strings.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from pathlib import Path
+
+from .check import PartResult, Result
+from .history import Operation, describe_output
+
+ROW_HEIGHT = 20
+"""Pixels per lane of a client's row."""
+
+MIN_WIDTH = 800
+MAX_WIDTH = 40_000
+PX_PER_OP = 16
+"""A timeline is about this many pixels per operation of its busiest
+client, within MIN_WIDTH and MAX_WIDTH."""
+
+_ORDER = {"not linearizable": 0, "unknown": 1, "ok": 2}
+
+
+def write_page(result: Result, path: Path) -> Path:
+    """Write the view of ``result`` to ``path`` (its folder is created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_page(result), encoding="utf-8")
+    return path
+
+
+def render_page(result: Result) -> str:
+    """The HTML page of a checked history."""
+    ops = result.history
+    start = min((op.call for op in ops), default=0.0)
+    finish = max((op.ret if op.ret is not None else op.call for op in ops), default=0.0)
+    span = max(finish - start, 1e-9)
+    clients = len({op.client for op in ops})
+    parts = sorted(result.parts, key=lambda p: (_ORDER[p.verdict], p.key))
+    verdict = escape(result.verdict)
+    body = [
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>",
+        f"<title>lincheck: {verdict}</title><style>{STYLE}</style></head><body>\n",
+        f"<h1>History check: <span class='verdict {_css(result.verdict)}'>",
+        f"{verdict}</span></h1>\n",
+        f"<p class=meta>{len(ops)} operations · {clients} clients · "
+        f"{len(parts)} keys · model: {escape(result.model)} · time in ms from "
+        "the first call · hover an operation for details</p>\n",
+        LEGEND,
+    ]
+    for n, part in enumerate(parts):
+        body.append(_section(n, part, start, span))
+    body.append("<div id=tip hidden></div>\n")
+    body.append(f"<script>{SCRIPT}</script>\n</body></html>\n")
+    return "".join(body)
+
+
+def _css(verdict: str) -> str:
+    return {"ok": "ok", "not linearizable": "bad"}.get(verdict, "unknown")
+
+
+def _section(n: int, part: PartResult, start: float, span: float) -> str:
+    place = {op.index: k for k, op in enumerate(part.order, start=1)}
+    blocked = {
+        op.index: out for op, out in zip(part.blocked, part.expected, strict=True)
+    }
+    head = (
+        f"<h2>key {escape(repr(part.key))} · <span class='verdict "
+        f"{_css(part.verdict)}'>{escape(part.verdict)}</span> · "
+        f"{len(part.ops)} operations</h2>\n"
+    )
+    summary = _summary(part)
+    timeline = _timeline(part, place, blocked, start, span)
+    lists = _lists(part, start)
+    open_ = " open" if not part.ok else ""
+    return (
+        f"<section id=part{n} class='part {_css(part.verdict)}'>{head}{summary}"
+        f"{timeline}<details{open_}><summary>{_list_title(part)}</summary>"
+        f"{lists}</details></section>\n"
+    )
+
+
+def _summary(part: PartResult) -> str:
+    if part.verdict == "ok":
+        used = sum(op.unknown for op in part.order)
+        skipped = sum(op.unknown for op in part.ops) - used
+        extra = (
+            f"; of the operations without an answer, {used} took effect and "
+            f"{skipped} did not (or after everything else)"
+            if used or skipped
+            else ""
+        )
+        return (
+            f"<p>Linearizable: the numbers on the bars give an order of the "
+            f"{len(part.order)} operations that took effect{escape(extra)}.</p>\n"
+        )
+    if part.verdict == "unknown":
+        return (
+            "<p>Undecided: the timeout ran out after "
+            f"{part.steps} search steps. Green: the longest linearizable prefix "
+            f"found ({len(part.order)} operations).</p>\n"
+        )
+    return (
+        "<p>Not linearizable. Green: the longest linearizable prefix found "
+        f"({len(part.order)} operations), after which the key holds "
+        f"<code>{escape(part.state)}</code>. Red: the operations that could "
+        "come next, none of which can follow the prefix.</p>\n"
+    )
+
+
+def _timeline(
+    part: PartResult,
+    place: dict[int, int],
+    blocked: dict[int, tuple[str, bool]],
+    start: float,
+    span: float,
+) -> str:
+    clients = sorted({op.client for op in part.ops})
+    busiest = max(sum(op.client == c for op in part.ops) for c in clients)
+    width = min(max(MIN_WIDTH, busiest * PX_PER_OP), MAX_WIDTH)
+    scale = width / span
+    rows = []
+    for client in clients:
+        mine = sorted((op for op in part.ops if op.client == client), key=_by_call)
+        bars, lanes = _bars(mine, part, place, blocked, start, span, scale)
+        rows.append(
+            f"<div class=row style=height:{lanes * ROW_HEIGHT}px>"
+            f"<span class=who>client {client}</span>"
+            f"<div class=lane style=width:{width}px>{''.join(bars)}</div></div>"
+        )
+    return (
+        f"<div class=scroll><div class=axis style=width:{width}px>"
+        f"{_ticks(span, scale)}</div>{''.join(rows)}</div>\n"
+    )
+
+
+def _by_call(op: Operation) -> tuple[float, int]:
+    return op.call, op.index
+
+
+def _bars(
+    mine: list[Operation],
+    part: PartResult,
+    place: dict[int, int],
+    blocked: dict[int, tuple[str, bool]],
+    start: float,
+    span: float,
+    scale: float,
+) -> tuple[list[str], int]:
+    # Lanes: an operation goes into the first lane free at its call, so that
+    # bars of one client never cover each other (a client that gave up on
+    # an operation goes on with the next while the first may still act).
+    lane_free: list[float] = []
+    bars = []
+    for k, op in enumerate(mine):
+        if op.output is not None and op.ret is not None:
+            until = op.ret
+        elif k + 1 < len(mine):
+            until = mine[k + 1].call
+        else:
+            until = start + span
+        free = (j for j, end in enumerate(lane_free) if end <= op.call)
+        lane = next(free, len(lane_free))
+        if lane == len(lane_free):
+            lane_free.append(until)
+        lane_free[lane] = until
+        left = (op.call - start) * scale
+        bar_width = max((until - op.call) * scale, 3.0)
+        classes, label, note = _status(op, part, place, blocked)
+        tip = _tip(op, start, note)
+        bars.append(
+            f"<i class='{classes}' data-op={op.index} style='left:{left:.1f}px;"
+            f"width:{bar_width:.1f}px;top:{lane * ROW_HEIGHT}px' "
+            f"data-tip='{escape(tip)}'>{label}</i>"
+        )
+    return bars, max(len(lane_free), 1)
+
+
+def _status(
+    op: Operation,
+    part: PartResult,
+    place: dict[int, int],
+    blocked: dict[int, tuple[str, bool]],
+) -> tuple[str, str, str]:
+    """The bar's classes, its label and the tooltip's verdict line."""
+    classes = "op unk" if op.unknown else "op"
+    if op.index in blocked:
+        expected = describe_output(blocked[op.index])
+        note = (
+            f"cannot come next: after the prefix it would answer {expected}"
+            if blocked[op.index] != op.output
+            else "could come next, but every way on from it is a dead end"
+        )
+        return f"{classes} blocked", "✗", note
+    if op.index in place:
+        n = place[op.index]
+        if part.ok:
+            return f"{classes} lin", str(n), f"number {n} of the linearization"
+        return f"{classes} prefix", str(n), f"number {n} of the linearizable prefix"
+    if part.ok and op.unknown:
+        return classes, "?", "no answer, and the linearization did without it"
+    return f"{classes} rest", "", "not reached by the prefix"
+
+
+def _tip(op: Operation, start: float, note: str) -> str:
+    called = f"called {_ms(op.call - start)} ms"
+    if op.output is None:
+        timing = f"{called}, no answer: it may take effect at any time after, or never"
+    else:
+        timing = f"{called}, returned {_ms((op.ret or op.call) - start)} ms"
+    return (
+        f"#{op.index} · client {op.client}\n{op.describe()}\n"
+        f"answered: {op.describe_output()}\n{timing}\n{note}"
+    )
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f}"
+
+
+def _ticks(span: float, scale: float) -> str:
+    # A round step in ms (1, 2 or 5 times a power of ten) about 100 px apart.
+    span_ms = span * 1000
+    raw = 100 / (scale / 1000)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    count = int(span_ms // step) + 1
+    return "".join(
+        f"<u style=left:{k * step / 1000 * scale:.1f}px>{k * step:g}</u>"
+        for k in range(count)
+    )
+
+
+def _list_title(part: PartResult) -> str:
+    if part.ok:
+        return f"The linearization ({len(part.order)} operations)"
+    return f"The longest linearizable prefix found ({len(part.order)} operations)"
+
+
+def _lists(part: PartResult, start: float) -> str:
+    items = "".join(
+        f"<li data-op={op.index}>{escape(str(op))} <span class=t>"
+        f"[{_ms(op.call - start)}, {_end(op, start)}]</span>"
+        for op in part.order
+    )
+    listing = f"<ol class=order>{items}</ol>" if items else "<p>(empty)</p>"
+    if part.ok or not part.blocked:
+        return listing
+    stuck = "".join(
+        f"<li data-op={op.index}>{escape(str(op))}: "
+        + escape(
+            f"after the prefix it would answer {describe_output(out)}"
+            if out != op.output
+            else "possible, but every way on from it is a dead end"
+        )
+        for op, out in zip(part.blocked, part.expected, strict=True)
+    )
+    return (
+        f"{listing}<p class=nexthead>None of these can come next:</p>"
+        f"<ul class=stuck>{stuck}</ul>"
+    )
+
+
+def _end(op: Operation, start: float) -> str:
+    return "no answer" if op.output is None else f"{_ms((op.ret or op.call) - start)}"
+
+
+LEGEND = (
+    "<p class=legend><i class='op lin'>n</i> n-th in the linearization "
+    "<i class='op prefix'>n</i> n-th in the longest prefix "
+    "<i class='op blocked'>✗</i> cannot come next "
+    "<i class='op rest'></i> after the prefix "
+    "<i class='op unk'>?</i> no answer</p>\n"
+)
+
+STYLE = """
+body{font:14px/1.35 system-ui,sans-serif;margin:0 1em 2em;color:#222}
+h1{font-size:1.3em;margin:.6em 0 .2em}h2{font-size:1.1em;margin:.3em 0}
+.verdict{padding:0 .4em;border-radius:3px;color:#fff;background:#868e96}
+.verdict.ok{background:#2b8a3e}.verdict.bad{background:#c92a2a}
+.verdict.unknown{background:#e67700}
+.meta{color:#555;margin:.2em 0}
+.legend i{position:static;display:inline-block;width:2em;height:14px;
+ margin:0 .3em 0 1em;vertical-align:middle}
+.part{border-top:1px solid #ccc;padding:.4em 0}
+.part.ok{opacity:.9}
+.scroll{overflow-x:auto;position:relative;border:1px solid #ddd;
+ background:#fafafa;padding-bottom:4px}
+.axis{position:relative;height:16px;margin-left:5.5em}
+.axis u{position:absolute;font:11px monospace;text-decoration:none;
+ border-left:1px solid #999;padding-left:2px;color:#555}
+.row{position:relative;display:flex;border-top:1px solid #eee}
+.who{position:sticky;left:0;z-index:2;width:5.5em;flex:none;
+ font:12px monospace;background:#fafafa;padding:2px 4px;box-sizing:border-box}
+.lane{position:relative;flex:none}
+.op{position:absolute;height:14px;margin-top:3px;box-sizing:border-box;
+ border:1px solid #4263eb;background:#dbe4ff;border-radius:3px;
+ font:10px/12px monospace;font-style:normal;text-align:center;
+ overflow:hidden;white-space:nowrap;color:#333;cursor:default}
+.op.unk{border-style:dashed;border-right:0;border-radius:3px 0 0 3px;
+ background:linear-gradient(to right,#e5dbff,rgba(229,219,255,0));
+ border-color:#7950f2;text-align:left;padding-left:2px}
+.op.unk.lin{background:linear-gradient(to right,#b197fc,rgba(177,151,252,0))}
+.op.prefix{background:#b2f2bb;border-color:#2b8a3e}
+.op.blocked{background:#ff8787;border:2px solid #c92a2a;color:#fff;
+ font-weight:bold;z-index:1}
+.op.rest{background:#e9ecef;border-color:#adb5bd;color:#868e96}
+.op.unk.prefix{background:linear-gradient(to right,#8ce99a,rgba(178,242,187,0))}
+.op.unk.rest{background:linear-gradient(to right,#dee2e6,rgba(233,236,239,0))}
+.op.hl,li.hl{outline:3px solid #f08c00;z-index:3}
+li.hl{background:#fff3bf}
+.order{max-height:12em;overflow:auto;font:12px/1.4 monospace;margin:.3em 0;
+ border:1px solid #eee;padding-top:.2em}
+.stuck{font:12px/1.4 monospace;color:#c92a2a}
+.nexthead{font-weight:bold;color:#c92a2a;margin:.4em 0 0}
+.t{color:#888}
+#tip{position:fixed;z-index:10;max-width:36em;background:#212529;color:#fff;
+ font:12px/1.4 monospace;padding:6px 8px;border-radius:4px;white-space:pre-wrap;
+ pointer-events:none;box-shadow:0 2px 6px rgba(0,0,0,.3)}
+"""
+"""The page's style sheet."""
+
+SCRIPT = """
+"use strict";
+(() => {
+  const tip = document.getElementById("tip");
+  let lit = [];
+  function light(target) {
+    for (const el of lit) el.classList.remove("hl");
+    lit = [];
+    if (target === null) return;
+    const section = target.closest("section");
+    lit = Array.from(section.querySelectorAll(
+      "[data-op='" + target.dataset.op + "']"));
+    for (const el of lit) el.classList.add("hl");
+  }
+  // The tooltip goes below and right of the pointer, or above it near the
+  // bottom of the window.
+  function place(event) {
+    if (tip.hidden) return;
+    const x = Math.min(event.clientX + 14, window.innerWidth - tip.offsetWidth - 4);
+    const y = event.clientY + 18 + tip.offsetHeight > window.innerHeight
+      ? event.clientY - tip.offsetHeight - 10 : event.clientY + 18;
+    tip.style.left = Math.max(x, 0) + "px";
+    tip.style.top = Math.max(y, 0) + "px";
+  }
+  document.addEventListener("mouseover", (event) => {
+    const target = event.target.closest("[data-op]");
+    light(target);
+    if (target !== null && target.dataset.tip !== undefined) {
+      tip.textContent = target.dataset.tip;
+      tip.hidden = false;
+      place(event);
+    } else {
+      tip.hidden = true;
+    }
+  });
+  document.addEventListener("mousemove", place);
+  // Start each failed key's timeline at its first blocked operation, and
+  // each prefix list at its end, where the trouble is.
+  for (const section of document.querySelectorAll("section.bad")) {
+    const first = section.querySelector(".op.blocked");
+    const scroll = section.querySelector(".scroll");
+    if (first !== null) {
+      const at = first.getBoundingClientRect().left
+        - scroll.getBoundingClientRect().left;
+      scroll.scrollLeft = Math.max(at - scroll.clientWidth / 2, 0);
+    }
+    const order = section.querySelector(".order");
+    if (order !== null) order.scrollTop = order.scrollHeight;
+  }
+})();
+"""
+"""The page's behaviour: the tooltip, lighting up an operation's bar and
+its line in the lists together, and scrolling to where a check failed."""
