@@ -116,28 +116,36 @@ class RPCProxy:
 
     def request_vote(self, args: RequestVoteArgs, msg_id: str) -> RequestVoteReply:
         """Deliver a RequestVote to the CM through the simulated network."""
-        self.simulate_network(msg_id, "RequestVote")
+        self.transmit(msg_id, "RequestVote")
         return self.cm.request_vote(args)
 
     def append_entries(
         self, args: AppendEntriesArgs, msg_id: str
     ) -> AppendEntriesReply:
         """Deliver an AppendEntries to the CM through the simulated network."""
-        self.simulate_network(msg_id, "AppendEntries")
+        self.transmit(msg_id, "AppendEntries")
         return self.cm.append_entries(args)
 
-    def simulate_network(self, msg_id: str, name: str) -> None:
-        """Delay, or drop, the incoming RPC ``msg_id``; log its delivery."""
+    def transmit(self, msg_id: str, name: str) -> None:
+        """Carry the call ``msg_id`` over the simulated network, and log
+        whether it reached the CM."""
+        try:
+            self.simulate_network(name)
+        except RPCError:
+            self.cm.dlog("rpc %s drop %s", msg_id, name)
+            raise
+        self.cm.dlog("rpc %s deliver %s", msg_id, name)
+
+    def simulate_network(self, name: str) -> None:
+        """Delay, or drop, an incoming RPC."""
         if os.environ.get("RAFT_UNRELIABLE_RPC"):
             dice = random.randrange(10)
             if dice == 9:
-                self.cm.dlog("rpc %s drop %s", msg_id, name)
                 raise RPCError(f"{name} dropped by the network")
             if dice == 8:
-                self.cm.dlog("rpc %s delay %s", msg_id, name)
+                self.cm.dlog("delay %s", name)
                 time.sleep(0.075)
         time.sleep(random.uniform(0.001, 0.005))
-        self.cm.dlog("rpc %s deliver %s", msg_id, name)
 
 
 class Listener:

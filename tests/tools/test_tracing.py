@@ -178,14 +178,11 @@ def test_the_unreliable_network_is_traced(
     a, b = pair("part3")
     stop_servers += [a, b]
     monkeypatch.setenv("RAFT_UNRELIABLE_RPC", "1")
-    # Each call is dropped or delayed with a chance of one in ten: in 150
-    # calls, both happen but for one time in 10**6.
+    # Each call is dropped with a chance of one in ten: in 150 calls, some
+    # are but for one time in 10**6.
     outcomes = [call(a, vote_args("part3")) for _ in range(150)]
     _, messages = traced(caplog)
-    dropped = [m for m in messages if m.drop_row >= 0]
-    delayed = [m for m in messages if m.delay_row >= 0]
-    assert dropped
-    assert delayed
+    assert any(m.drop_row >= 0 for m in messages)
     for m, outcome in zip(messages, outcomes, strict=True):
         if m.drop_row >= 0:
             assert outcome == "error: RequestVote dropped by the network"
@@ -194,9 +191,7 @@ def test_the_unreliable_network_is_traced(
         else:
             assert outcome == "reply"
             assert m.outcome == REPLY
-            assert m.send_row <= m.delay_row < m.deliver_row < m.end_row or (
-                m.delay_row == -1 and m.send_row < m.deliver_row < m.end_row
-            )
+            assert m.send_row < m.deliver_row < m.end_row
 
 
 @pytest.mark.parametrize("part", PARTS)

@@ -248,7 +248,7 @@ SCRIPT = """
   const tip = document.getElementById("tip");
   // Fields of a message in data.msgs.
   const ID = 0, FROM = 1, TO = 2, KIND = 3, SEND = 4, DELIVER = 5, DROP = 6,
-    END = 7, OUTCOME = 8, NEVER_SENT = 9, DELAY = 10;
+    END = 7, OUTCOME = 8, NEVER_SENT = 9;
   const KINDS = ["RequestVote", "AppendEntries", "heartbeat", "other"];
   const REPLY = 1, LOST = 2;
   const msgs = data.msgs;
@@ -498,7 +498,7 @@ SCRIPT = """
     const m = msgs[k];
     const lines = [m[ID] + ": " + KINDS[m[KIND]] + " from " + m[FROM] + " to "
       + m[TO]];
-    const at = [m[SEND], m[DELAY], m[DROP], m[DELIVER], m[END]]
+    const at = [m[SEND], m[DROP], m[DELIVER], m[END]]
       .filter((r) => r >= 0).sort((a, b) => a - b);
     for (const r of at) {
       const who = source[r] < 0 ? "TEST" : source[r];
@@ -538,7 +538,7 @@ SCRIPT = """
   canvas.addEventListener("click", () => {
     if (hovered < 0) return;
     const m = msgs[hovered];
-    flash([m[SEND], m[DELAY], m[DROP], m[DELIVER], m[END]].filter((r) => r >= 0));
+    flash([m[SEND], m[DROP], m[DELIVER], m[END]].filter((r) => r >= 0));
     scrollToRow(m[SEND]);
   });
   window.addEventListener("scroll", scheduleDraw, {passive: true});

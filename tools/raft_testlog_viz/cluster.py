@@ -138,7 +138,9 @@ class History:
     commands: dict[tuple[int, int], str]
     """(index, term) -> the command of that entry, where a line shows it.
     In Raft one entry has one index and term (Log Matching), so this holds
-    for every server's log. Commands are written as ``str`` shows them."""
+    for every server's log. A command is written as ``str`` shows it: as
+    the leader's submit line does, or its ``repr`` in a LogEntry made back
+    into the value if it is a literal (else the ``repr`` as it is)."""
     contradictions: list[tuple[int, str]]
     """(row, what): a line that contradicted the history built so far."""
 

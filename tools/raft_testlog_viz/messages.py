@@ -5,8 +5,7 @@ call under a message id ``<sender>.<n>`` (docs/log-format.md):
 
 * ``rpc ID send to P: ARGS``, by the sender, as the call leaves;
 * ``rpc ID deliver METHOD`` by the receiver, as the call reaches its CM, or
-  ``rpc ID drop METHOD`` where the unreliable network drops it (``rpc ID
-  delay METHOD`` where it holds it back 75 ms);
+  ``rpc ID drop METHOD`` where the unreliable network drops it;
 * ``rpc ID reply from P: REPLY`` or ``rpc ID lost to P: REASON``, by the
   sender, as the call returns.
 
@@ -41,7 +40,7 @@ _LINE = re.compile(
     r"rpc (?P<sender>\d+)\.(?P<n>\d+) (?:"
     r"(?P<event>send|lost) to (?P<to>\d+): (?P<text>.*)"
     r"|reply from (?P<from>\d+): (?P<reply>.*)"
-    r"|(?P<net>deliver|drop|delay) (?P<method>\w+)"
+    r"|(?P<net>deliver|drop) (?P<method>\w+)"
     r")\Z"
 )
 _ARGS_TYPE = re.compile(r"(\w+?)(?:Args)?\(")
@@ -62,8 +61,6 @@ class Message:
     deliver_row: int = -1
     drop_row: int = -1
     """Where the receiver's network dropped the call (unreliable mode)."""
-    delay_row: int = -1
-    """Where the receiver's network held the call back a further 75 ms."""
     end_row: int = -1
     """The ``reply`` or ``lost`` line; -1 if the test ended first."""
     outcome: str = ""
@@ -74,17 +71,8 @@ class Message:
     @property
     def rows(self) -> list[int]:
         """The rows of the message's lines, in order."""
-        return sorted(
-            r
-            for r in (
-                self.send_row,
-                self.delay_row,
-                self.drop_row,
-                self.deliver_row,
-                self.end_row,
-            )
-            if r >= 0
-        )
+        rows = (self.send_row, self.drop_row, self.deliver_row, self.end_row)
+        return sorted(r for r in rows if r >= 0)
 
     @property
     def never_sent(self) -> bool:
@@ -172,11 +160,9 @@ def _record(message: Message, row: int, server: int, match: re.Match[str]) -> st
     if net is not None:
         if server != message.receiver:
             return f"server {server} receives {message.id}, sent to {message.receiver}"
-        if net == "delay":
-            message.delay_row = row
-        elif message.deliver_row >= 0 or message.drop_row >= 0:
+        if message.deliver_row >= 0 or message.drop_row >= 0:
             return f"{message.id} reaches its receiver a second time"
-        elif net == "deliver":
+        if net == "deliver":
             message.deliver_row = row
         else:
             message.drop_row = row

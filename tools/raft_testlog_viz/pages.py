@@ -432,7 +432,6 @@ def _message_data(m: Message) -> list[object]:
         m.end_row,
         OUTCOME_CODE[m.outcome],
         int(m.never_sent),
-        m.delay_row,
     ]
 
 
