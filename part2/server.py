@@ -11,10 +11,15 @@ layer, so the consensus module meets the problems of a real network:
 * a message gets through only while its link is up when it is sent *and*
   when the reply comes back. Closing a Connection loses the replies still in
   flight on it, even if a new Connection is opened before they arrive.
+
+Every call is logged under a message id of its own, from its send to its
+delivery and its reply, or its loss, so that a reader of the log (and the
+log visualizer) can follow each message; docs/log-format.md lists the lines.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import random
@@ -36,6 +41,22 @@ class RPCError(ConnectionError):
     """An RPC did not get through: not connected, dropped, or reply lost."""
 
 
+_message_numbers = itertools.count(1)
+_message_numbers_mu = threading.Lock()
+
+
+def new_message_id(sender: int) -> str:
+    """A fresh id for a call from server ``sender``: ``"<sender>.<n>"``.
+
+    ``n`` counts the calls of the whole process, so an id stays unique across
+    servers, restarts and tests: it is what ties a message's log lines
+    together.
+    """
+    with _message_numbers_mu:
+        n = next(_message_numbers)
+    return f"{sender}.{n}"
+
+
 class RPCProxy:
     """Sits in front of a ConsensusModule and simulates the network.
 
@@ -47,23 +68,34 @@ class RPCProxy:
     def __init__(self, cm: ConsensusModule) -> None:
         self.cm = cm
 
-    def request_vote(self, args: RequestVoteArgs) -> RequestVoteReply:
+    def request_vote(self, args: RequestVoteArgs, msg_id: str) -> RequestVoteReply:
         """Deliver a RequestVote to the CM through the simulated network."""
-        self.simulate_network("RequestVote")
+        self.transmit(msg_id, "RequestVote")
         return self.cm.request_vote(args)
 
-    def append_entries(self, args: AppendEntriesArgs) -> AppendEntriesReply:
+    def append_entries(
+        self, args: AppendEntriesArgs, msg_id: str
+    ) -> AppendEntriesReply:
         """Deliver an AppendEntries to the CM through the simulated network."""
-        self.simulate_network("AppendEntries")
+        self.transmit(msg_id, "AppendEntries")
         return self.cm.append_entries(args)
+
+    def transmit(self, msg_id: str, name: str) -> None:
+        """Carry the call ``msg_id`` over the simulated network, and log
+        whether it reached the CM."""
+        try:
+            self.simulate_network(name)
+        except RPCError:
+            self.cm.dlog("rpc %s drop %s", msg_id, name)
+            raise
+        self.cm.dlog("rpc %s deliver %s", msg_id, name)
 
     def simulate_network(self, name: str) -> None:
         """Delay, or drop, an incoming RPC."""
         if os.environ.get("RAFT_UNRELIABLE_RPC"):
             dice = random.randrange(10)
             if dice == 9:
-                self.cm.dlog("drop %s", name)
-                raise RPCError(f"{name} dropped")
+                raise RPCError(f"{name} dropped by the network")
             if dice == 8:
                 self.cm.dlog("delay %s", name)
                 time.sleep(0.075)
@@ -79,15 +111,15 @@ class Listener:
     def __init__(self) -> None:
         self.proxy: RPCProxy | None = None
 
-    def dispatch(self, service_method: str, args: Any) -> Any:
+    def dispatch(self, service_method: str, args: Any, msg_id: str) -> Any:
         """Run one incoming call on the proxy and return its reply."""
         proxy = self.proxy
         if proxy is None:
             raise RPCError("connection refused: server is not serving")
         if service_method == "ConsensusModule.RequestVote":
-            return proxy.request_vote(args)
+            return proxy.request_vote(args, msg_id)
         if service_method == "ConsensusModule.AppendEntries":
-            return proxy.append_entries(args)
+            return proxy.append_entries(args, msg_id)
         raise ValueError(f"unknown service method {service_method!r}")
 
 
@@ -98,12 +130,12 @@ class Connection:
         self.listener = listener
         self.closed = False
 
-    def call(self, service_method: str, args: Any) -> Any:
-        """Send a call and wait for its reply, which is lost if this
-        connection was closed (or the peer stopped serving) meanwhile."""
+    def call(self, service_method: str, args: Any, msg_id: str) -> Any:
+        """Send the call ``msg_id`` and wait for its reply, which is lost if
+        this connection was closed (or the peer stopped serving) meanwhile."""
         if self.closed:
             raise RPCError("connection is closed")
-        reply = self.listener.dispatch(service_method, args)
+        reply = self.listener.dispatch(service_method, args, msg_id)
         if self.closed or self.listener.proxy is None:
             raise RPCError("connection lost before the reply arrived")
         return reply
@@ -184,13 +216,25 @@ class Server:
         Raises a ConnectionError when the call does not get through: an
         RPCError when the peer is not connected, the call was dropped or the
         reply was lost, and the peer's own when its CM is dead.
+
+        The log follows the call by its message id: ``rpc ID send`` here,
+        ``rpc ID deliver`` (or ``drop``) at the peer, then ``rpc ID reply``
+        or ``rpc ID lost`` here.
         """
         self.check_peer(peer_id)
         with self.mu:
             connection = self.peer_clients.get(peer_id)
-        if connection is None:
-            raise RPCError(f"call to peer {peer_id}: not connected")
-        return connection.call(service_method, args)
+        msg_id = new_message_id(self.server_id)
+        self.cm.dlog("rpc %s send to %s: %s", msg_id, peer_id, args)
+        try:
+            if connection is None:
+                raise RPCError(f"call to peer {peer_id}: not connected")
+            reply = connection.call(service_method, args, msg_id)
+        except ConnectionError as error:
+            self.cm.dlog("rpc %s lost to %s: %s", msg_id, peer_id, error)
+            raise
+        self.cm.dlog("rpc %s reply from %s: %s", msg_id, peer_id, reply)
+        return reply
 
     def submit(self, command: Any) -> bool:
         """Submit a command to this server's CM; True iff it is the leader.

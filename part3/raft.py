@@ -307,6 +307,12 @@ class ConsensusModule:
         self.current_term, self.voted_for = self.load("termAndVote", (0, -1))
         log_length = self.load("logLength", 0)
         self.log = [LogEntry(*self.load(f"log/{i}")) for i in range(log_length)]
+        self.dlog(
+            "restored from storage: currentTerm=%s, votedFor=%s, log=%s",
+            self.current_term,
+            self.voted_for,
+            self.log,
+        )
 
     def load(self, key: str, default: Any = None) -> Any:
         """Unpickle the value of ``key`` in storage. If nothing was ever

@@ -1,18 +1,18 @@
-"""Fixtures of the visualizer's tests: real logs, made by running part1's tests."""
+"""Fixtures of the tools' tests: real logs, made by running part1's and
+part3's tests, and a headless browser."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 
+from tools.raft_testlog_viz import browser as viz_browser
 from tools.raft_testlog_viz.parse import RunLog, parse_log
 
 if TYPE_CHECKING:
@@ -69,42 +69,47 @@ def real_run(real_log: str) -> RunLog:
     return parse_log(real_log.splitlines())
 
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+PART3_TESTS = [
+    "test_commit_after_call_drops",
+    "test_crash_after_submit",
+    "test_replace_multiple_log_entries",
+    "test_commit_multiple_commands",
+    "test_commits_with_leader_disconnects",
+]
+"""The part3 tests whose live log the visualizer's tests read: between them
+they drop calls and replies on purpose, cut links, crash and restart
+servers, and replace a follower's divergent entries."""
+
+
+@pytest.fixture(scope="session")
+def part3_log() -> str:
+    """The live log of the PART3_TESTS (on a reliable network: some of
+    them need one to be sure to commit)."""
+    ids = [f"tests/part3/test_raft.py::{name}" for name in PART3_TESTS]
+    result = run_python(
+        "-m",
+        "pytest",
+        *ids,
+        "-o",
+        "log_cli=true",
+        env={"RAFT_UNRELIABLE_RPC": None},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def part3_run(part3_log: str) -> RunLog:
+    """``part3_log`` parsed."""
+    return parse_log(part3_log.splitlines())
 
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[WebDriver]:
-    """A headless Chromium, with the flags it needs to run as root here;
-    the test is skipped, saying why, where selenium or Chromium is missing."""
-    webdriver = pytest.importorskip(
-        "selenium.webdriver",
-        reason="selenium is not installed (pip install -e .[test])",
-    )
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip(
-            "needs Chromium and its driver: apt-get install chromium chromium-driver"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    with tempfile.TemporaryDirectory() as profile:
-        for flag in (
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            "--window-size=1400,1000",
-        ):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(
-            service=webdriver.ChromeService(executable_path=CHROMEDRIVER),
-            options=options,
-        )
-        try:
-            yield driver
-        finally:
-            driver.quit()
+    """A headless Chromium (``tools.raft_testlog_viz.browser``); the test is
+    skipped, saying why, where selenium or Chromium is missing."""
+    problem = viz_browser.missing()
+    if problem is not None:
+        pytest.skip(problem)
+    with viz_browser.chromium() as driver:
+        yield driver

@@ -71,7 +71,7 @@ def test_a_failed_test_fails_the_run(tmp_path: Path) -> None:
     # The malformed line is reported, before the overall status.
     assert lines[-3:-1] == [
         "skipped 1 malformed line:",
-        "  line 7 in test_broken (source is neither a number nor TEST): "
+        "  line 7 in test_broken (source is none of N, TEST, kv N, client N): "
         "12:00:01.100000 [x] a malformed line",
     ]
     assert (tmp_path / "test_broken.html").exists()
@@ -185,3 +185,44 @@ def test_terminal_view_of_a_test_with_no_raft_lines(tmp_path: Path) -> None:
     status, out = run_cli("--terminal", str(log))
     assert status == 0
     assert "This test logged no Raft lines." in out
+
+
+def test_the_benchmark_times_each_stage(real_log: str, tmp_path: Path) -> None:
+    log = write(tmp_path, real_log)
+    status, out = run_cli(
+        "--bench", str(log), "--repeat", "1", "--outdir", str(tmp_path)
+    )
+    assert status == 0
+    for stage in (
+        "whole command (new process)",
+        "parse",
+        "timelines",
+        "histories",
+        "pages (HTML, in memory)",
+    ):
+        assert re.search(rf"│ {re.escape(stage)} +│ +\d+\.\d\d │ +\d+\.\d\d │", out)
+    assert re.search(rf"largest page ({'|'.join(REAL_TESTS)})\.html: \d+ rows", out)
+    assert (tmp_path / f"{REAL_TESTS[0]}.html").exists()
+
+
+def test_the_benchmark_needs_a_log_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        run_cli("--bench")
+    assert exit.value.code == 2
+    assert "--bench needs a LOGFILE" in capsys.readouterr().err
+
+
+def test_terminal_view_of_key_value_lines(tmp_path: Path) -> None:
+    log = write(
+        tmp_path,
+        "=== RUN t\n"
+        "12:00:00.000000 [kv 0] applied put x=1\n"
+        "12:00:00.000100 [client 3] ok\n"
+        "--- PASS: t (0.1s)\n",
+    )
+    status, out = run_cli("--terminal", str(log))
+    assert status == 0
+    assert re.search(r"│client 3 ok +│ +│$", out, re.MULTILINE)
+    assert re.search(r"│ +│t0 kv applied put x=1 +│$", out, re.MULTILINE)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
+from tools.raft_testlog_viz.cluster import build_history
 from tools.raft_testlog_viz.pages import (
     CHUNK_ROWS,
     STATE_CLASS,
@@ -199,7 +202,7 @@ def test_page_of_a_failed_test_with_no_raft_lines_and_a_malformed_one() -> None:
     assert "This test logged no Raft lines." in html
     assert "id=overview" not in html
     assert "<summary>1 malformed line skipped</summary>" in html
-    assert "line 2 (source is neither a number nor TEST)" in html
+    assert "line 2 (source is none of N, TEST, kv N, client N)" in html
     assert read_page(html).rows == []
 
 
@@ -220,3 +223,87 @@ def test_page_filenames_are_safe_and_distinct() -> None:
         "test_b[3-nodes_slow].html",
         ".._.._etc.html",
     ]
+
+
+def page_data(html: str) -> dict[str, Any]:
+    """The JSON a page's script draws from."""
+    found = re.search(r"<script type=application/json id=data>(.*?)</script>", html)
+    assert found is not None
+    data: dict[str, Any] = json.loads(found[1])
+    return data
+
+
+def test_page_data_holds_the_messages_and_the_cluster_history(
+    part3_run: RunLog,
+) -> None:
+    test = next(t for t in part3_run.tests if t.name == "test_crash_after_submit")
+    timeline = build_timeline(test)
+    history = build_history(timeline)
+    html = render_page(timeline, history)
+    data = page_data(html)
+    assert data["servers"] == timeline.servers == [0, 1, 2]
+    assert data["hasLog"] is True
+    assert data["chunk"] == CHUNK_ROWS
+    rows = data["rows"]
+    assert rows["ms"] == [row.ms for row in timeline.rows]
+    assert rows["server"] == [
+        -1 if r.entry.server is None else r.entry.server for r in timeline.rows
+    ]
+    assert [int(f) & 1 for f in rows["flags"]] == [r.heartbeat for r in timeline.rows]
+    rpc = [int(f) >> 1 for f in rows["flags"]]
+    assert rpc == [r.entry.message.startswith("rpc ") for r in timeline.rows]
+    messages = timeline.messages.messages
+    assert [m[0] for m in data["msgs"]] == [m.id for m in messages]
+    for sent, m in zip(data["msgs"], messages, strict=True):
+        assert sent[1:3] == [m.sender, m.receiver]
+        assert sent[4:8] == [m.send_row, m.deliver_row, m.drop_row, m.end_row]
+    # The operations, replayed as the page's script does, give the history.
+    last = len(timeline.rows) - 1
+    for i, ops in enumerate(data["ops"]):
+        server = timeline.servers[i]
+        log: list[int | None] = []
+        for op in ops:
+            if op[1] == "l":
+                log[op[2] :] = op[3]
+        assert log == history.at(last)[server].log
+    assert data["cmds"] == {f"{i}:{t}": c for (i, t), c in history.commands.items()}
+    assert "<div id=moment>" in html
+    assert "<canvas id=arrows></canvas>" in html
+
+
+def test_page_data_is_escaped_inside_its_script_tag() -> None:
+    nasty = "</script><script>window.pwned = 1</script><!-- & >"
+    test = one_test(
+        "12:00:00.000000 [0] becomes Leader; term=1, log=[]",
+        f"12:00:00.000100 [0] Submit received by Leader: {nasty}",
+        "12:00:00.000200 [0] ... log index=0",
+    )
+    html = render_page(build_timeline(test))
+    found = re.search(r"<script type=application/json id=data>(.*?)</script>", html)
+    assert found is not None
+    assert not set("<>&") & set(found[1])
+    assert page_data(html)["cmds"] == {"0:1": nasty}
+    assert html.count("<script>") == 1
+
+
+def test_key_value_lines_on_a_page() -> None:
+    test = one_test(
+        "12:00:00.000000 [kv 1] applied <put>",
+        "12:00:00.000100 [client 7] put x -> OK",
+    )
+    page = read_page(render_page(build_timeline(test)))
+    kv, client = page.rows
+    assert kv[0][0] == "s1"
+    assert kv[1][2].text == "0kv applied <put>"
+    assert client[0][0] == "sT"
+    assert client[1][1].text == "client 7 put x -> OK"
+
+
+def test_a_part1_page_shows_no_log() -> None:
+    test = one_test(
+        "12:00:00.000000 [0] becomes Candidate (currentTerm=1)",
+        "12:00:00.001000 [0] becomes Leader; term=1",
+    )
+    data = page_data(render_page(build_timeline(test)))
+    assert data["hasLog"] is False
+    assert data["ops"] == [[[0, "s", "C", 1], [1, "s", "L", 1]]]

@@ -265,3 +265,15 @@ def test_bytes_that_are_not_utf8_on_standard_input_are_replaced(
         result = run_python("-m", "tools.raft_check", stdin=stdin, env=env)
     assert result.returncode == 1, result.stderr
     assert "line 4: Election Safety: servers 0 (line 2) and 1" in result.stdout
+
+
+def test_key_value_lines_are_not_raft_lines() -> None:
+    verdict = check_lines(
+        [
+            "12:00:00.000000 [0] becomes Leader; term=1, log=[]",
+            "12:00:00.000100 [kv 1] becomes Leader; term=1, log=[]",
+            "12:00:00.000200 [client 1] collect_commits(0) got CommitEntry("
+            "command=1, index=5, term=1)",
+        ]
+    )
+    assert verdict.violations == []

@@ -51,10 +51,20 @@ def test_real_log_heartbeats(real_run: RunLog) -> None:
     timeline = build_timeline(real_run.tests[1])
     heartbeats = [r.entry.message for r in timeline.rows if r.heartbeat]
     assert heartbeats
-    # In part1 every AppendEntries is a heartbeat; nothing else is.
+    # In part1 every AppendEntries is a heartbeat; nothing else is. The
+    # network's lines of a message say what it is in its send line only.
+    ae_ids = {
+        m[1]
+        for row in timeline.rows
+        if (m := re.match(r"rpc (\S+) send to \d+: AppendEntries", row.entry.message))
+    }
+    assert ae_ids
     for row in timeline.rows:
         message = row.entry.message
-        is_ae = "AppendEntries" in message and "term out of date" not in message
+        if message.startswith("rpc "):
+            is_ae = message.split()[1] in ae_ids
+        else:
+            is_ae = "AppendEntries" in message and "term out of date" not in message
         assert row.heartbeat == is_ae, message
 
 
@@ -165,3 +175,55 @@ def test_an_empty_test_has_an_empty_timeline() -> None:
     assert timeline.servers == []
     assert timeline.segments == []
     assert timeline.span_ms == 0.0
+
+
+def test_rpc_lines_are_heartbeats_when_their_message_is() -> None:
+    heartbeat = (
+        "AppendEntriesArgs(term=1, leader_id=0, prev_log_index=-1, "
+        "prev_log_term=-1, entries=[], leader_commit=-1)"
+    )
+    with_entry = heartbeat.replace(
+        "entries=[]", "entries=[LogEntry(command=1, term=1)]"
+    )
+    timeline = timeline_of(
+        f"12:00:00.000000 [0] rpc 0.1 send to 1: {heartbeat}",
+        f"12:00:00.000100 [0] rpc 0.2 send to 2: {with_entry}",
+        "12:00:00.001000 [1] rpc 0.1 deliver AppendEntries",
+        "12:00:00.001000 [2] rpc 0.2 deliver AppendEntries",
+        "12:00:00.002000 [0] rpc 0.1 reply from 1: AppendEntriesReply(term=1, "
+        "success=True)",
+        "12:00:00.002000 [0] rpc 0.2 lost to 2: connection lost before the reply "
+        "arrived",
+        "12:00:00.003000 [1] rpc 0.9 deliver AppendEntries",
+        "12:00:00.004000 [0] rpc 0.3 send to 1: RequestVoteArgs(term=2)",
+    )
+    assert [r.heartbeat for r in timeline.rows] == [
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+        False,  # a message this test did not send: kept in view
+        False,
+    ]
+    assert [m.kind for m in timeline.messages.messages] == [
+        "heartbeat",
+        "AppendEntries",
+        "RequestVote",
+    ]
+
+
+def test_key_value_lines_change_no_state() -> None:
+    timeline = timeline_of(
+        "12:00:00.000000 [kv 0] becomes Leader; term=4",
+        "12:00:00.000100 [client 1] Restart 0",
+        "12:00:00.000200 [0] becomes Candidate (currentTerm=1)",
+    )
+    assert timeline.servers == [0]
+    assert [(r.states[0], r.terms[0]) for r in timeline.rows] == [
+        (State.FOLLOWER, 0),
+        (State.FOLLOWER, 0),
+        (State.CANDIDATE, 1),
+    ]
+    assert timeline.markers == []

@@ -6,10 +6,17 @@ becomes one HTML page per test plus an index, or a coloured timeline in the
 terminal.
 
 * ``parse`` reads the log into tests and their entries;
+* ``messages`` pairs the network layer's ``rpc`` lines into messages;
 * ``timeline`` replays each test: server states, terms, heartbeats, actions;
+* ``cluster`` rebuilds every server's log, commit index and a leader's
+  next/match indices, for the page's "cluster at a moment";
 * ``pages`` writes the HTML pages (``assets`` holds their style and
   script), ``terminal`` draws the terminal view;
-* ``cli`` is ``python -m tools.raft_testlog_viz``;
+* ``cli`` is ``python -m tools.raft_testlog_viz``; ``bench`` its
+  ``--bench``, which times the rendering, and the pages in a browser with
+  ``browser``;
 * ``pytest_plugin`` adds ``--raft-viz`` to pytest: one command from test run
   to pages.
+
+docs/visualizer.md tells how to use it and read a page.
 """

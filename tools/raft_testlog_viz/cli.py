@@ -18,6 +18,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from .bench import bench
 from .pages import DEFAULT_OUTDIR, Site, format_duration, write_site
 from .parse import RunLog, open_log, parse_log, skipped_report
 from .terminal import render_timeline
@@ -68,6 +69,30 @@ def build_arg_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="terminal view: leave out empty AppendEntries and their replies",
     )
+    bench = parser.add_argument_group("benchmark")
+    bench.add_argument(
+        "--bench",
+        action="store_true",
+        help="time the rendering of LOGFILE, stage by stage, instead of "
+        "summarizing it (the pages still go to --outdir)",
+    )
+    bench.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        metavar="R",
+        help="--bench: render R times and show the median (default 3)",
+    )
+    bench.add_argument(
+        "--browser",
+        type=int,
+        nargs="?",
+        const=2,
+        default=0,
+        metavar="N",
+        help="--bench: also time the N largest pages in headless Chromium "
+        "(default 2): load, slider moves, hovers",
+    )
     return parser
 
 
@@ -75,12 +100,17 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     """Run the visualizer; return the exit status.
 
     0: pages written and every test passed (or was skipped), or the
-    terminal view drawn; 1: a test failed or the input held no test;
-    2: bad usage (such as ``--test`` naming a test the log does not hold).
+    terminal view drawn, or the benchmark run; 1: a test failed or the input
+    held no test; 2: bad usage (such as ``--test`` naming a test the log
+    does not hold, or ``--bench --browser`` without a browser).
     """
     parser = build_arg_parser()
     args = parser.parse_args(argv)
     console = console or Console()
+    if args.bench:
+        if args.logfile is None or args.repeat < 1:
+            parser.error("--bench needs a LOGFILE, and --repeat at least 1")
+        return bench(args.logfile, args.outdir, args.repeat, args.browser, console)
     if args.logfile is None and sys.stdin.isatty():
         parser.error("give the log on standard input (< FILE) or as LOGFILE")
     with open_log(args.logfile) as log:

@@ -1,15 +1,21 @@
-"""HTML pages: one per test (a timeline table under an overview strip), and
-an index of the run.
+"""HTML pages: one per test, and an index of the run.
 
-Pages are self-contained (style and script inline) and every piece of log
-text is HTML-escaped. Rows are plain table rows, so a page works even with
-scripts off; the script only adds the controls. A page is built as one list
-of strings joined at the end: with tens of thousands of rows that is what
-keeps rendering a whole run to a second or two.
+A test's page has an overview strip, the cluster at a chosen moment (each
+server's state, term and log), and the timeline table with the messages
+drawn beside it as a space-time diagram.
+
+Pages are self-contained (style, script and data inline) and every piece of
+log text is HTML-escaped; the data the script draws from is JSON in which
+``<``, ``>`` and ``&`` are escaped too. Rows are plain table rows, so a page
+still shows its table with scripts off; the script adds the controls, the
+cluster panel and the diagram. A page is built as one list of strings joined
+at the end: with tens of thousands of rows that is what keeps rendering a
+whole run to a few seconds.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import tempfile
@@ -18,8 +24,10 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from .assets import MARKER_COLOURS, SCRIPT, STYLE
-from .parse import RunLog, TestLog
+from .assets import MARKER_COLOURS, MESSAGE_COLOURS, SCRIPT, STYLE
+from .cluster import CommitOp, History, LogOp, Op, PeerOp, StateOp, build_history
+from .messages import LOST, REPLY, Message
+from .parse import Entry, RunLog, TestLog
 from .timeline import Marker, Row, Segment, State, Timeline, build_timeline
 
 DEFAULT_OUTDIR = Path(tempfile.gettempdir()) / "raftviz"
@@ -35,7 +43,7 @@ STATE_CLASS = {
 
 # The empty cell of a server in each state.
 _EMPTY_CELL = {state: f"<td class={cls}>" for state, cls in STATE_CLASS.items()}
-CHUNK_ROWS = 250
+CHUNK_ROWS = 100
 """Rows per chunk of the timeline table (see ``_append_table``)."""
 
 # Time and TEST get fixed widths; the servers share the rest.
@@ -74,7 +82,9 @@ def write_site(run: RunLog, outdir: Path) -> Site:
     pages: list[Page] = []
     for test, filename in zip(run.tests, page_filenames(run.tests), strict=True):
         path = outdir / filename
-        path.write_text(render_page(build_timeline(test)), encoding="utf-8")
+        timeline = build_timeline(test)
+        html = render_page(timeline, build_history(timeline))
+        path.write_text(html, encoding="utf-8")
         pages.append(Page(test, path))
     index = outdir / "index.html"
     index.write_text(render_index(run, pages), encoding="utf-8")
@@ -105,8 +115,11 @@ def format_duration(test: TestLog) -> str:
     return "-" if test.duration is None else f"{test.duration:.2f}s"
 
 
-def render_page(timeline: Timeline) -> str:
-    """The HTML page of one test."""
+def render_page(timeline: Timeline, history: History | None = None) -> str:
+    """The HTML page of one test (``history``: its cluster history, built
+    from ``timeline`` if not given)."""
+    if history is None:
+        history = build_history(timeline)
     test = timeline.test
     title = escape(f"{test.name} — {test.status}")
     parts = [
@@ -117,7 +130,7 @@ def render_page(timeline: Timeline) -> str:
         f"{escape(test.status)}</span></h1>\n",
         _meta(timeline),
         _legend(),
-        _malformed(test),
+        _malformed(timeline),
     ]
     if timeline.rows:
         parts.append(_overview(timeline))
@@ -125,15 +138,26 @@ def render_page(timeline: Timeline) -> str:
         parts.append("<p>This test logged no Raft lines.</p>\n")
     parts.append(_controls(timeline))
     _append_table(parts, timeline)
+    parts.append("<div id=tip hidden></div>\n")
+    parts.append(
+        f"<script type=application/json id=data>{_data(timeline, history)}</script>\n"
+    )
     parts.append(f"<script>{SCRIPT}</script>\n</body></html>\n")
     return "".join(parts)
 
 
+DIAGRAM_WIDTH = 36
+"""Pixels of the messages diagram per server (at least 120 in all)."""
+
+
 def _column_rules(timeline: Timeline) -> str:
-    # Hiding server s hides its column: class x<s> on #timeline. Columns
-    # are time, TEST, then the servers, so server i is the (i + 3)rd child.
-    return "".join(
-        f"#timeline.x{server} tr>:nth-child({i + 3}){{display:none}}"
+    # Hiding server s hides its column, and its line in the messages
+    # diagram: class x<s> on #timeline. Columns are time, TEST, then the
+    # servers, so server i is the (i + 3)rd child.
+    width = max(120, DIAGRAM_WIDTH * len(timeline.servers))
+    return f"#msgs,#mhead{{width:{width}px}}" + "".join(
+        f"#timeline.x{server} tr>:nth-child({i + 3}),"
+        f"#timeline.x{server} #mhead>:nth-child({i + 1}){{display:none}}"
         for i, server in enumerate(timeline.servers)
     )
 
@@ -153,27 +177,51 @@ def _legend() -> str:
         f"<span class={cls}>{state}</span>" for state, cls in STATE_CLASS.items()
     )
     marks = "".join(f"<i class='key k-{kind}'></i>{kind}" for kind in MARKER_COLOURS)
+    arrows = "".join(
+        f"<i class=arrow style=background:{colour}></i>{kind}"
+        for kind, colour in MESSAGE_COLOURS.items()
+    )
     return (
         f"<p class=legend>States: {states} · TEST actions:{marks} · "
         "<b>n</b> = the server's term, <b style=color:#c92a2a>a→b</b> = "
         "term change · time in ms since the test's first line (hover for "
-        "the wall clock)</p>\n"
+        f"the wall clock)<br>Messages:{arrows} · ✕ lost · ⊣ not connected · "
+        "dashed: still in flight when the test ended · log entries: "
+        "<i class='t1 c'>1</i> committed, <i class='t1 u'>1</i> not (yet), "
+        "<i class=q>?</i> unknown</p>\n"
     )
 
 
-def _malformed(test: TestLog) -> str:
-    if not test.malformed:
-        return ""
-    items = "".join(
-        f"<li>line {m.lineno} ({escape(m.reason)}): <code>{escape(m.text)}</code>"
-        for m in test.malformed
-    )
-    count = len(test.malformed)
-    plural = "s" if count > 1 else ""
-    return (
-        f"<details><summary>{count} malformed line{plural} skipped</summary>"
-        f"<ul>{items}</ul></details>\n"
-    )
+def _malformed(timeline: Timeline) -> str:
+    test, messages = timeline.test, timeline.messages
+    parts: list[str] = []
+    if test.malformed:
+        items = "".join(
+            f"<li>line {m.lineno} ({escape(m.reason)}): <code>{escape(m.text)}</code>"
+            for m in test.malformed
+        )
+        count = len(test.malformed)
+        plural = "s" if count > 1 else ""
+        parts.append(
+            f"<details><summary>{count} malformed line{plural} skipped</summary>"
+            f"<ul>{items}</ul></details>\n"
+        )
+    unpaired = [
+        (row, "its message was not sent in this test") for row in messages.orphans
+    ] + messages.malformed
+    if unpaired:
+        items = "".join(
+            f"<li>line {timeline.rows[row].entry.lineno} ({escape(why)}): "
+            f"<code>{escape(timeline.rows[row].entry.message)}</code>"
+            for row, why in sorted(unpaired)
+        )
+        count = len(unpaired)
+        plural = "s" if count > 1 else ""
+        parts.append(
+            f"<details><summary>{count} message line{plural} not drawn</summary>"
+            f"<ul>{items}</ul></details>\n"
+        )
+    return "".join(parts)
 
 
 def _overview(timeline: Timeline) -> str:
@@ -251,9 +299,27 @@ def _controls(timeline: Timeline) -> str:
     return (
         f"<div id=controls>{boxes}"
         "<label><input type=checkbox id=hb> hide heartbeats</label>"
+        "<label title='the lines that the messages diagram draws'>"
+        "<input type=checkbox id=rp> hide rpc lines</label>"
         "<label>filter <input type=search id=filter "
         "placeholder='text in the line'></label>"
         f"<span id=count>{total} of {total} rows shown</span></div>\n"
+    )
+
+
+def _moment(timeline: Timeline) -> str:
+    # The cluster panel, filled by the script for the moment chosen with the
+    # slider (over the test's time), the step buttons or a click on a row.
+    if not timeline.rows:
+        return ""
+    span = f"{timeline.span_ms:.3f}"
+    return (
+        "<div id=moment><button id=prev title='previous line'>&#9664;</button>"
+        f"<input type=range id=slider min=0 max={span} step=0.001 value={span} "
+        "aria-label='moment of the test'>"
+        "<button id=next title='next line'>&#9654;</button> <span id=at></span></div>"
+        "<div id=cluster><div id=who></div><div id=logs></div><div id=peers></div>"
+        "</div>\n"
     )
 
 
@@ -264,9 +330,13 @@ def _append_table(parts: list[str], timeline: Timeline) -> None:
     # responsive. Fixed layout with the same column widths lines the chunks
     # up under the header, which is a table of its own (sticky).
     heads = "".join(f"<th>{server}" for server in timeline.servers)
+    labels = "".join(f"<span>{server}</span>" for server in timeline.servers)
     parts.append(
-        f"<div id=timeline><div id=head><table class=log>{_COLUMNS}"
-        f"<thead><tr><th>ms<th>TEST{heads}</table></div>\n"
+        f"<div id=timeline><div id=top>{_moment(timeline)}"
+        f"<div id=head><div id=mhead title='messages'>{labels}</div>"
+        f"<table class=log>{_COLUMNS}"
+        f"<thead><tr><th>ms<th>TEST{heads}</table></div></div>\n"
+        "<div id=body><div id=msgs><canvas id=arrows></canvas></div><div id=rows>\n"
     )
     column = {server: i for i, server in enumerate(timeline.servers)}
     # Cells of servers that did not log the row depend only on the states
@@ -283,7 +353,7 @@ def _append_table(parts: list[str], timeline: Timeline) -> None:
             cells = [_EMPTY_CELL[state] for state in states]
         entry = row.entry
         head = f"<td title={entry.wall}>{row.ms:.3f}"
-        message = escape(entry.message, quote=False)
+        message = _message_text(entry)
         if entry.server is None:
             parts.append(f"<tr class=sT>{head}<td class=X>{message}{''.join(cells)}\n")
             continue
@@ -295,7 +365,15 @@ def _append_table(parts: list[str], timeline: Timeline) -> None:
         )
     if timeline.rows:
         parts.append(_CHUNK_END)
-    parts.append("</div>\n")
+    parts.append("</div></div></div>\n")
+
+
+def _message_text(entry: Entry) -> str:
+    # A key/value service's or client's line names who logged it.
+    message = escape(entry.message, quote=False)
+    if entry.source:
+        return f"<em>{escape(entry.source)}</em> {message}"
+    return message
 
 
 def _message_cell(row: Row, i: int, message: str) -> str:
@@ -304,6 +382,69 @@ def _message_cell(row: Row, i: int, message: str) -> str:
         return f"<td class={cls}><b>{row.terms[i]}</b>{message}"
     old, new = row.term_change
     return f"<td class='{cls} tc'><b>{old}→{new}</b>{message}"
+
+
+KIND_CODE = {"RequestVote": 0, "AppendEntries": 1, "heartbeat": 2}
+"""How the page's data names a message's kind; any other kind is 3."""
+OUTCOME_CODE = {"": 0, REPLY: 1, LOST: 2}
+"""How the page's data names a message's outcome."""
+
+
+def _data(timeline: Timeline, history: History) -> str:
+    """The JSON the page's script draws the messages and the cluster from."""
+    data = {
+        "servers": timeline.servers,
+        "rows": {
+            "ms": [row.ms for row in timeline.rows],
+            "server": [
+                -1 if row.entry.server is None else row.entry.server
+                for row in timeline.rows
+            ],
+            "flags": "".join(_flags(row) for row in timeline.rows),
+        },
+        "chunk": CHUNK_ROWS,
+        "hasLog": history.has_log,
+        "colours": list(MESSAGE_COLOURS.values()),
+        "msgs": [_message_data(m) for m in timeline.messages.messages],
+        "ops": [[_op_data(op) for op in history.ops[s]] for s in timeline.servers],
+        "cmds": {f"{i}:{t}": command for (i, t), command in history.commands.items()},
+    }
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    # Inside <script>, "</script>" or "<!--" in a command would end it.
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _flags(row: Row) -> str:
+    """Whether a row is heartbeat noise (1), an rpc line (2), or both."""
+    rpc = not row.entry.source and row.entry.message.startswith("rpc ")
+    return "0123"[row.heartbeat + 2 * rpc]
+
+
+def _message_data(m: Message) -> list[object]:
+    return [
+        m.id,
+        m.sender,
+        m.receiver,
+        KIND_CODE.get(m.kind, 3),
+        m.send_row,
+        m.deliver_row,
+        m.drop_row,
+        m.end_row,
+        OUTCOME_CODE[m.outcome],
+        int(m.never_sent),
+    ]
+
+
+def _op_data(op: Op) -> list[object]:
+    match op:
+        case StateOp():
+            return [op.row, "s", STATE_CLASS[op.state], op.term]
+        case LogOp():
+            return [op.row, "l", op.start, list(op.terms)]
+        case CommitOp():
+            return [op.row, "c", op.commit_index]
+        case PeerOp():
+            return [op.row, "p", op.peer, op.next_index, op.match_index]
 
 
 def render_index(run: RunLog, pages: list[Page]) -> str:

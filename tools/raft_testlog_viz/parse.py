@@ -6,7 +6,8 @@ in ``docs/log-format.md``). Three kinds of lines matter:
 * ``=== RUN <name>`` opens a test's frame;
 * ``--- PASS: <name> (<seconds>s)`` (or ``FAIL``, ``SKIP``) closes it;
 * ``HH:MM:SS.ffffff [ID] message`` inside a frame is an entry: ``ID`` is a
-  server id or ``TEST`` (the harness).
+  server id (its consensus module), ``TEST`` (the harness), ``kv N`` (the
+  key/value service of server N) or ``client N`` (a key/value client).
 
 Everything else (pytest's own output, tracebacks, records of other loggers,
 lines outside any frame such as a failure's "Captured log" section) is
@@ -40,13 +41,18 @@ _END = re.compile(
 )
 # A line that starts like this is meant to be a log line.
 _CLOCK_LIKE = re.compile(r"\d{1,2}:\d\d")
+# pytest ends a test's PASSED with its progress, "[ 50%]", and no line
+# break yet: a thread that logs right then has its line glued to it.
+_AFTER_PROGRESS = re.compile(r"\[\s*\d+%\](?=\d{1,2}:\d\d)")
 _TIME_PATTERN = (
     r"(?P<h>[01]\d|2[0-3]):(?P<m>[0-5]\d):(?P<s>[0-5]\d)(?:\.(?P<f>\d{1,6}))?"
 )
 _TIME = re.compile(_TIME_PATTERN + r"\Z")
 # A whole well-formed entry line, in one match: the common case is fast.
 _ENTRY = re.compile(
-    rf"(?P<wall>{_TIME_PATTERN}) \[(?P<id>\d+|TEST)\](?: (?P<message>.*))?\Z"
+    rf"(?P<wall>{_TIME_PATTERN}) "
+    r"\[(?:(?P<id>\d+)|TEST|(?P<origin>kv|client) (?P<number>\d+))\]"
+    r"(?: (?P<message>.*))?\Z"
 )
 # Colour codes, in case pytest ran with --color=yes.
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -67,8 +73,13 @@ class Entry(NamedTuple):
     wall: str
     """The time as the log printed it."""
     server: int | None
-    """The id of the server that logged the line; None for the TEST harness."""
+    """The server whose column shows the line: the one whose consensus module
+    (or key/value service) logged it; None for the TEST column."""
     message: str
+    source: str = ""
+    """Who logged the line if not a consensus module or the TEST harness:
+    ``"kv"`` (the key/value service of ``server``) or ``"client N"`` (a
+    key/value client, shown in the TEST column)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +161,8 @@ class _Parser:
             line = _ANSI.sub("", line)
         if _CLOCK_LIKE.match(line):
             self.log_line(lineno, line)
+        elif "%]" in line and (glued := _AFTER_PROGRESS.search(line)):
+            self.log_line(lineno, line[glued.end() :])
         elif line.startswith("=== RUN"):
             self.start(line)
         elif line.startswith("--- "):
@@ -185,14 +198,19 @@ class _Parser:
             return
         match = _ENTRY.match(line)
         if match is not None:
-            source = match["id"]
+            server, source = match["id"], ""
+            if match["origin"] == "kv":
+                server, source = match["number"], "kv"
+            elif match["origin"] == "client":
+                source = f"client {match['number']}"
             test.entries.append(
                 Entry(
                     lineno=lineno,
                     seconds=self.unwrap(_seconds(match)),
                     wall=match["wall"],
-                    server=None if source == "TEST" else int(source),
+                    server=None if server is None else int(server),
                     message=match["message"] or "",
+                    source=source,
                 )
             )
             return
@@ -203,7 +221,7 @@ class _Parser:
             test.malformed.append(MalformedLine(lineno, line, "bad timestamp"))
         elif rest.startswith("["):
             test.malformed.append(
-                MalformedLine(lineno, line, "source is neither a number nor TEST")
+                MalformedLine(lineno, line, "source is none of N, TEST, kv N, client N")
             )
 
     def unwrap(self, seconds: float) -> float:

@@ -113,7 +113,9 @@ def _row_lines(
             continue
         entry = row.entry
         test_cell = (
-            (Text(entry.message), TEST_STYLE) if entry.server is None else _EMPTY
+            (_source(row) + entry.message, TEST_STYLE)
+            if entry.server is None
+            else _EMPTY
         )
         cells: list[tuple[Text, Style]] = [
             (Text(f"{row.ms:.3f}".rjust(TIME_WIDTH)), _DIM),
@@ -136,6 +138,13 @@ def _row_lines(
             )
 
 
+def _source(row: Row) -> Text:
+    """Who logged the row, if not a CM or the harness (``kv``, ``client N``)."""
+    if not row.entry.source:
+        return Text()
+    return Text(f"{row.entry.source} ", style="italic")
+
+
 def _message(row: Row, i: int) -> Text:
     text = Text()
     if row.term_change is None:
@@ -143,6 +152,7 @@ def _message(row: Row, i: int) -> Text:
     else:
         old, new = row.term_change
         text.append(f"t{old}→{new} ", style=_TERM_CHANGE)
+    text.append_text(_source(row))
     text.append(row.entry.message, style=_DIM if row.heartbeat else None)
     return text
 

@@ -3,7 +3,7 @@
 Both views (HTML and terminal) draw the same ``Timeline``: one row per
 entry, with the state and term of every server after that entry, whether the
 entry is heartbeat noise, the per-server state segments of the overview
-strip, and markers where the TEST harness acted.
+strip, markers where the TEST harness acted, and the test's messages.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
+from .messages import MessageTrace, trace_messages
 from .parse import Entry, TestLog
 
 
@@ -37,7 +38,7 @@ _RESTART = re.compile(r"\brestart\w*\s+(\d+)", re.IGNORECASE)
 _ACTION = re.compile(r"\b(disconnect|reconnect|crash|restart|submit)", re.IGNORECASE)
 
 # AppendEntries lines that carry the arguments, thus the entries list.
-_AE_ARGS = re.compile(r"AppendEntries.*\bentries=\[(\]?)")
+_AE_ENTRIES = "entries=["
 _AE_SENDING = re.compile(r"sending AppendEntries to (\d+)")
 # A follower's "AppendEntries reply: ..." or a leader's "... reply from N";
 # not "term out of date in AppendEntries reply", which is news.
@@ -98,36 +99,46 @@ class Timeline:
     markers: list[Marker]
     span_ms: float
     """Milliseconds from the first entry to the last."""
+    messages: MessageTrace
+    """The test's RPCs, paired from their ``rpc`` lines."""
 
 
 class HeartbeatTracker:
     """Tells heartbeat noise: AppendEntries without entries and replies to it.
 
-    An arguments line says itself whether its ``entries=[...]`` is empty. A
+    The network's ``rpc`` lines carry a message id: they are heartbeat noise
+    when their message is a heartbeat. Of the consensus module's lines, an
+    arguments line says itself whether its ``entries=[...]`` is empty. A
     reply line does not, so it is matched with the request it answers: a
     follower's ``AppendEntries reply`` answers the last AppendEntries that
     server received; a leader's ``AppendEntries reply from N`` answers the
     last one it sent to N. A reply with no known request is kept in view.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, messages: MessageTrace) -> None:
+        self.messages = messages
         self.received_empty: dict[int, bool] = {}
         self.sent_empty: dict[tuple[int, int], bool] = {}
 
-    def is_heartbeat(self, server: int, message: str) -> bool:
-        """Whether ``message`` logged by ``server`` is heartbeat noise."""
+    def is_heartbeat(self, row: int, server: int, message: str) -> bool:
+        """Whether ``message``, logged by ``server`` at ``row``, is heartbeat
+        noise."""
+        if message.startswith("rpc "):
+            return self.messages.is_heartbeat_row(row)
         if "AppendEntries" not in message:
             return False
-        args = _AE_ARGS.search(message)
-        if args is not None:
-            empty = args[1] == "]"
-            sending = _AE_SENDING.search(message)
+        # Plain string searches, not regular expressions: this runs on
+        # most lines of a long log.
+        entries = message.find(_AE_ENTRIES)
+        if entries >= 0:
+            empty = message.startswith("]", entries + len(_AE_ENTRIES))
+            sending = _AE_SENDING.match(message)
             if sending is not None:
                 self.sent_empty[server, int(sending[1])] = empty
             else:
                 self.received_empty[server] = empty
             return empty
-        reply = _AE_REPLY.search(message)
+        reply = _AE_REPLY.match(message)
         if reply is None:
             return False
         if reply[1] is not None:
@@ -158,7 +169,8 @@ def build_timeline(test: TestLog) -> Timeline:
     segments: list[Segment] = []
     markers: list[Marker] = []
     rows: list[Row] = []
-    heartbeats = HeartbeatTracker()
+    messages = trace_messages(test.entries)
+    heartbeats = HeartbeatTracker(messages)
 
     for entry in test.entries:
         # Rounded to the log's resolution, a microsecond: no float dust.
@@ -166,7 +178,11 @@ def build_timeline(test: TestLog) -> Timeline:
         new_states, new_terms = states, terms
         term_change = None
         heartbeat = False
-        if entry.server is None:
+        if entry.source:
+            # A key/value service or client: its lines say nothing of the
+            # Raft state.
+            pass
+        elif entry.server is None:
             markers.append(
                 Marker(ms, action_kind(entry.message), entry.message, len(rows))
             )
@@ -175,7 +191,7 @@ def build_timeline(test: TestLog) -> Timeline:
                 new_states = _replace(states, column[int(restart[1])], State.FOLLOWER)
         else:
             i = column[entry.server]
-            heartbeat = heartbeats.is_heartbeat(entry.server, entry.message)
+            heartbeat = heartbeats.is_heartbeat(len(rows), entry.server, entry.message)
             # The substring test first: a regex search per line is slow.
             becomes = "becomes " in entry.message and _BECOMES.search(entry.message)
             if becomes:
@@ -200,7 +216,7 @@ def build_timeline(test: TestLog) -> Timeline:
     span_ms = max((row.ms for row in rows), default=0.0)
     for i, server in enumerate(servers):
         segments.append(Segment(server, seg_start[i], span_ms, states[i], terms[i]))
-    return Timeline(test, servers, rows, segments, markers, span_ms)
+    return Timeline(test, servers, rows, segments, markers, span_ms, messages)
 
 
 T = TypeVar("T")

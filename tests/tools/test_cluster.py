@@ -1,0 +1,268 @@
+"""The cluster at a moment, rebuilt from the log: a real part3 run against
+what its servers really held, and the rules on small logs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from part3.harness import CHECK_DEADLINE, POLL_INTERVAL, Harness, sleep_ms
+from tests.tools.conftest import PART3_TESTS
+from tools.raft_testlog_viz.cluster import History, LogOp, build_history
+from tools.raft_testlog_viz.parse import RunLog, parse_log
+from tools.raft_testlog_viz.timeline import State, Timeline, build_timeline
+
+
+def history_of(*lines: str) -> tuple[Timeline, History]:
+    """The timeline and history of one test made of ``lines``."""
+    run = parse_log(["=== RUN test_a", *lines, "--- PASS: test_a (1.00s)"])
+    timeline = build_timeline(run.tests[0])
+    return timeline, build_history(timeline)
+
+
+def commit(h: Harness, command: Any, servers: int) -> None:
+    """Get ``command`` delivered by ``servers`` servers: submit it to whoever
+    leads, again if that leader lost it, until CHECK_DEADLINE."""
+    deadline = time.monotonic() + CHECK_DEADLINE
+    while time.monotonic() < deadline:
+        for i in range(h.n):
+            if h.connected[i]:
+                h.submit_to_server(i, command)
+        attempt = time.monotonic() + 0.5
+        while time.monotonic() < attempt:
+            done = sum(
+                any(e.command == command for e in h.delivered(i)) for i in range(h.n)
+            )
+            if done >= servers:
+                return
+            time.sleep(POLL_INTERVAL)
+    raise AssertionError(f"{command!r} not delivered by {servers} servers")
+
+
+def test_a_real_run_ends_as_its_servers_did(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A leader and a follower, cut off over a lossy network, take more
+    # commands than a logged AppendEntries shows; the other three commit
+    # their own; then all five meet and the pair's divergent suffix is
+    # replaced; last, one server crashes and comes back.
+    with Harness(5) as h:
+        commit(h, "first", 5)
+        leader, _ = h.check_single_leader()
+        follower = (leader + 1) % 5
+        majority = [i for i in range(5) if i not in (leader, follower)]
+        for i in majority:
+            h.disconnect_peer(i)
+        monkeypatch.setenv("RAFT_UNRELIABLE_RPC", "1")
+        for k in range(12):
+            h.submit_to_server(leader, f"lost-{k}")
+        sleep_ms(300)
+        monkeypatch.delenv("RAFT_UNRELIABLE_RPC")
+        h.disconnect_peer(leader)
+        h.disconnect_peer(follower)
+        for i in majority:
+            h.reconnect_peer(i)
+        for k in range(10):
+            commit(h, f"kept-{k}", 3)
+        h.reconnect_peer(leader)
+        h.reconnect_peer(follower)
+        commit(h, "all together", 5)
+        h.crash_peer(majority[0])
+        commit(h, "while one is down", 4)
+        h.restart_peer(majority[0])
+        commit(h, "last", 5)
+    # Shut down: what each server's CM holds now is its final state.
+    cms = [server.cm for server in h.cluster]
+    delivered = [h.delivered(i) for i in range(5)]
+
+    run = parse_log(["=== RUN test_x", *caplog.text.splitlines(), "--- PASS: test_x"])
+    timeline = build_timeline(run.tests[0])
+    history = build_history(timeline)
+    assert history.contradictions == []
+    assert history.has_log
+    views = history.at(len(timeline.rows) - 1)
+    for i, cm in enumerate(cms):
+        view = views[i]
+        assert view.log == [entry.term for entry in cm.log]
+        assert [history.commands[k, e.term] for k, e in enumerate(cm.log)] == [
+            str(entry.command) for entry in cm.log
+        ]
+        assert view.commit_index == cm.commit_index
+        assert view.state == State.DEAD
+        assert view.term == cm.current_term
+        # What the server delivered since its restart is a prefix of its
+        # committed log.
+        assert len(delivered[i]) <= view.commit_index + 1
+        for entry in delivered[i]:
+            assert view.log[entry.index] == entry.term
+            assert history.commands[entry.index, entry.term] == str(entry.command)
+    # The scenario did what it says: a logged AppendEntries left entries
+    # out, and the pair's suffix of "lost" entries was replaced.
+    assert any("more ..." in entry.message for entry in run.tests[0].entries)
+    for i in (leader, follower):
+        assert not any(str(e.command).startswith("lost") for e in cms[i].log)
+        replaced = [
+            op
+            for op in history.ops[i]
+            if isinstance(op, LogOp) and op.start < max_log_length(history, i, op.row)
+        ]
+        assert replaced, f"server {i}'s suffix was never replaced"
+
+
+def max_log_length(history: History, server: int, row: int) -> int:
+    """The length of ``server``'s log just before ``row``."""
+    return len(history.at(row - 1)[server].log)
+
+
+def test_the_part3_runs_have_no_contradiction(part3_run: RunLog) -> None:
+    assert [t.name for t in part3_run.tests] == PART3_TESTS
+    for test in part3_run.tests:
+        history = build_history(build_timeline(test))
+        assert history.contradictions == [], test.name
+
+
+LEADER = "12:00:00.000000 [0] becomes Leader; term=2, log=[]"
+
+
+def test_a_leaders_appends_and_its_view_of_the_peers() -> None:
+    timeline, history = history_of(
+        "12:00:00.000000 [1] election timer started",
+        "12:00:00.000000 [2] election timer started",
+        LEADER,
+        "12:00:00.001000 [0] Submit received by Leader: x",
+        "12:00:00.001000 [0] rpc 0.1 send to 1: AppendEntriesArgs(term=2)",
+        "12:00:00.001000 [0] ... log index=0",
+        "12:00:00.002000 [0] AppendEntries reply from 1 success: nextIndex=1, "
+        "matchIndex=0",
+        "12:00:00.003000 [0] leader sets commitIndex := 0",
+        "12:00:00.004000 [0] AppendEntries reply from 2 !success: nextIndex=0",
+    )
+    assert history.has_log
+    after = [history.at(row)[0] for row in range(len(timeline.rows))]
+    assert after[2].log == []
+    assert after[2].next_index == {1: 0, 2: 0}
+    assert after[2].match_index == {1: -1, 2: -1}
+    assert after[5].log == [2]
+    assert history.commands == {(0, 2): "x"}
+    assert (after[6].next_index[1], after[6].match_index[1]) == (1, 0)
+    assert after[7].commit_index == 0
+    assert (after[8].next_index[2], after[8].match_index[2]) == (0, -1)
+    assert after[8].state == State.LEADER
+    assert history.contradictions == []
+
+
+def test_a_follower_takes_the_entries_an_appendentries_leaves_out() -> None:
+    shown = ", ".join(f"LogEntry(command={k}, term=1)" for k in (0, 1, 2))
+    last = ", ".join(f"LogEntry(command={k}, term=1)" for k in (7, 8, 9))
+    leader_log = ", ".join(f"LogEntry(command={k}, term=1)" for k in range(10))
+    args = (
+        "AppendEntriesArgs(term=1, leader_id=0, prev_log_index=-1, "
+        f"prev_log_term=-1, entries=[{shown}, ... 4 more ..., {last}], "
+        "leader_commit=3)"
+    )
+    timeline, history = history_of(
+        f"12:00:00.000000 [0] becomes Leader; term=1, log=[{leader_log}]",
+        f"12:00:00.001000 [1] AppendEntries: {args}",
+        "12:00:00.001000 [1] ... inserting entries from index 0",
+        "12:00:00.001000 [1] ... setting commitIndex=3",
+        f"12:00:00.002000 [2] AppendEntries: {args.replace('term=1, l', 'term=5, l')}",
+        "12:00:00.002000 [2] ... inserting entries from index 0",
+    )
+    end = history.at(len(timeline.rows) - 1)
+    assert end[1].log == [1] * 10
+    assert end[1].commit_index == 3
+    # No leader of term 5 logged its log: the hidden entries are unknown.
+    assert end[2].log == [1, 1, 1, None, None, None, None, 1, 1, 1]
+    assert history.commands[5, 1] == "5"
+
+
+def test_a_conflicting_suffix_is_replaced() -> None:
+    timeline, history = history_of(
+        "12:00:00.000000 [1] becomes Leader; term=1, log=[]",
+        "12:00:00.000100 [1] Submit received by Leader: a",
+        "12:00:00.000100 [1] ... log index=0",
+        "12:00:00.000200 [1] Submit received by Leader: b",
+        "12:00:00.000200 [1] ... log index=1",
+        "12:00:00.000300 [0] AppendEntries: AppendEntriesArgs(term=1, leader_id=1, "
+        "prev_log_index=-1, prev_log_term=-1, entries=[LogEntry(command='a', "
+        "term=1)], leader_commit=-1)",
+        "12:00:00.000300 [0] ... inserting entries from index 0",
+        "12:00:00.001000 [1] becomes Follower with term=2",
+        "12:00:00.002000 [0] becomes Leader; term=2, log=[LogEntry(command='a', "
+        "term=1)]",
+        "12:00:00.002100 [0] Submit received by Leader: c",
+        "12:00:00.002100 [0] ... log index=1",
+        "12:00:00.003000 [1] AppendEntries: AppendEntriesArgs(term=2, leader_id=0, "
+        "prev_log_index=0, prev_log_term=1, entries=[LogEntry(command='c', "
+        "term=2)], leader_commit=-1)",
+        "12:00:00.003000 [1] ... inserting entries from index 1",
+    )
+    assert history.at(4)[1].log == [1, 1]
+    assert history.at(6)[0].log == [1]
+    assert history.at(len(timeline.rows) - 1)[1].log == [1, 2]
+    assert history.commands == {(0, 1): "a", (1, 1): "b", (1, 2): "c"}
+    assert history.contradictions == []
+
+
+def test_a_restart_keeps_the_log_and_forgets_the_commit_index() -> None:
+    _, history = history_of(
+        "12:00:00.000000 [0] becomes Leader; term=1, log=[]",
+        "12:00:00.000100 [0] Submit received by Leader: a",
+        "12:00:00.000100 [0] ... log index=0",
+        "12:00:00.000200 [0] leader sets commitIndex := 0",
+        "12:00:00.001000 [TEST] Crash 0",
+        "12:00:00.001000 [0] becomes Dead",
+        "12:00:00.002000 [TEST] Restart 0",
+        "12:00:00.002000 [0] restored from storage: currentTerm=1, votedFor=0, "
+        "log=[LogEntry(command='a', term=1)]",
+    )
+    dead, restarted = history.at(5)[0], history.at(7)[0]
+    assert (dead.state, dead.log, dead.commit_index) == (State.DEAD, [1], 0)
+    assert (restarted.state, restarted.log, restarted.commit_index) == (
+        State.FOLLOWER,
+        [1],
+        -1,
+    )
+    assert history.contradictions == []
+
+
+def test_what_the_log_does_not_say_is_unknown_and_noted() -> None:
+    # A follower built with a log of its own (as a handler test does), and
+    # a restored log other than the one rebuilt.
+    _, history = history_of(
+        "12:00:00.000000 [0] AppendEntries: AppendEntriesArgs(term=1, leader_id=1, "
+        "prev_log_index=1, prev_log_term=1, entries=[LogEntry(command=3, term=1)], "
+        "leader_commit=-1)",
+        "12:00:00.000000 [0] ... inserting entries from index 2",
+        "12:00:00.001000 [TEST] Restart 0",
+        "12:00:00.002000 [0] restored from storage: currentTerm=1, votedFor=1, "
+        "log=[LogEntry(command=1, term=1)]",
+    )
+    assert history.at(1)[0].log == [None, None, 1]
+    assert history.at(3)[0].log == [1]
+    assert history.contradictions == [
+        (1, "server 0 changes its log at 2, past its end"),
+        (3, "server 0 log restored from storage differs from index 0"),
+    ]
+
+
+def test_part1_has_no_log() -> None:
+    _, history = history_of(
+        "12:00:00.000000 [0] becomes Candidate (currentTerm=1)",
+        "12:00:00.001000 [0] becomes Leader; term=1",
+    )
+    assert not history.has_log
+    assert history.at(1)[0].state == State.LEADER
+    assert history.at(1)[0].term == 1
+
+
+def test_key_value_lines_do_not_change_the_raft_state() -> None:
+    timeline, history = history_of(
+        "12:00:00.000000 [kv 0] becomes Leader; term=3, log=[]",
+        "12:00:00.000000 [client 1] Submit received by Leader: x",
+    )
+    assert timeline.servers == [0]
+    assert history.at(1)[0].state == State.FOLLOWER
+    assert not history.has_log
