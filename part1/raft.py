@@ -429,6 +429,7 @@ class ConsensusModule:
 
     def leader_send_heartbeats(self) -> None:
         """Send one round of heartbeats (empty AppendEntries) to all peers."""
+        requests: list[tuple[int, AppendEntriesArgs]] = []
         with self.mu:
             if self.state != CMState.LEADER:
                 return
@@ -441,7 +442,11 @@ class ConsensusModule:
                     entries=[],
                     leader_commit=-1,
                 )
-                self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
+                requests.append((peer_id, args))
+        # Start the senders once the lock is released: starting a thread
+        # waits until it runs, and submits and replies wait for the lock.
+        for peer_id, args in requests:
+            self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
 
     def send_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
         """Send one AppendEntries to a peer and act on its reply."""

@@ -218,9 +218,6 @@ class ConsensusModule:
                 return False
             self.log.append(LogEntry(command=command, term=self.current_term))
             self.dlog("... log index=%s", len(self.log) - 1)
-            # The leader stores the entry itself: in a cluster of one server,
-            # that is a majority already.
-            self.leader_advance_commit_index()
             self.trigger_ae()
             return True
 
@@ -548,9 +545,13 @@ class ConsensusModule:
     def leader_send_aes(self) -> None:
         """Send one round of AppendEntries to all peers: to each, the entries
         from its next_index on (none, for a follower that is up to date)."""
+        requests: list[tuple[int, AppendEntriesArgs]] = []
         with self.mu:
             if self.state != CMState.LEADER:
                 return
+            # The leader's own copy of its entries counts too: in a cluster
+            # of one server, that is a majority already.
+            self.leader_advance_commit_index()
             for peer_id in self.peer_ids:
                 next_index = self.next_index[peer_id]
                 prev_log_index = next_index - 1
@@ -563,7 +564,11 @@ class ConsensusModule:
                     entries=self.log[next_index:],
                     leader_commit=self.commit_index,
                 )
-                self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
+                requests.append((peer_id, args))
+        # Start the senders once the lock is released: starting a thread
+        # waits until it runs, and submits and replies wait for the lock.
+        for peer_id, args in requests:
+            self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
 
     def send_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
         """Send one AppendEntries to a peer and act on its reply."""

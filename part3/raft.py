@@ -187,6 +187,8 @@ class ConsensusModule:
         self.peer_ids = list(peer_ids)
         self.server = server
         self.storage = storage
+        # The length of the log as last saved to storage.
+        self.saved_log_length = 0
         self.ready = ready
         self.commit_chan = commit_chan
 
@@ -244,9 +246,6 @@ class ConsensusModule:
             index = len(self.log) - 1
             self.persist_to_storage(log_changed_from=index)
             self.dlog("... log index=%s", index)
-            # The leader stores the entry itself: in a cluster of one server,
-            # that is a majority already.
-            self.leader_advance_commit_index()
             self.trigger_ae()
             return index
 
@@ -294,19 +293,22 @@ class ConsensusModule:
             term_and_vote = (self.current_term, self.voted_for)
             self.storage.set("termAndVote", pickle.dumps(term_and_vote))
             return
-        if log_changed_from < self.load("logLength", 0):
+        if log_changed_from < self.saved_log_length:
             self.storage.set("logLength", pickle.dumps(log_changed_from))
         for i in range(log_changed_from, len(self.log)):
             entry = self.log[i]
             self.storage.set(f"log/{i}", pickle.dumps((entry.command, entry.term)))
         self.storage.set("logLength", pickle.dumps(len(self.log)))
+        self.saved_log_length = len(self.log)
 
     def restore_from_storage(self) -> None:
         """Load the state persist_to_storage saved. Expects ``mu`` held, or
         the CM still under construction."""
         self.current_term, self.voted_for = self.load("termAndVote", (0, -1))
-        log_length = self.load("logLength", 0)
-        self.log = [LogEntry(*self.load(f"log/{i}")) for i in range(log_length)]
+        self.saved_log_length = self.load("logLength", 0)
+        self.log = [
+            LogEntry(*self.load(f"log/{i}")) for i in range(self.saved_log_length)
+        ]
         self.dlog(
             "restored from storage: currentTerm=%s, votedFor=%s, log=%s",
             self.current_term,
@@ -655,9 +657,13 @@ class ConsensusModule:
     def leader_send_aes(self) -> None:
         """Send one round of AppendEntries to all peers: to each, the entries
         from its next_index on (none, for a follower that is up to date)."""
+        requests: list[tuple[int, AppendEntriesArgs]] = []
         with self.mu:
             if self.state != CMState.LEADER:
                 return
+            # The leader's own copy of its entries counts too: in a cluster
+            # of one server, that is a majority already.
+            self.leader_advance_commit_index()
             for peer_id in self.peer_ids:
                 next_index = self.next_index[peer_id]
                 prev_log_index = next_index - 1
@@ -670,7 +676,11 @@ class ConsensusModule:
                     entries=self.log[next_index:],
                     leader_commit=self.commit_index,
                 )
-                self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
+                requests.append((peer_id, args))
+        # Start the senders once the lock is released: starting a thread
+        # waits until it runs, and submits and replies wait for the lock.
+        for peer_id, args in requests:
+            self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
 
     def send_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
         """Send one AppendEntries to a peer and act on its reply."""
