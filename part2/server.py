@@ -10,7 +10,9 @@ layer, so the consensus module meets the problems of a real network:
   to B's Listener;
 * a message gets through only while its link is up when it is sent *and*
   when the reply comes back. Closing a Connection loses the replies still in
-  flight on it, even if a new Connection is opened before they arrive.
+  flight on it, even if a new Connection is opened before they arrive;
+* a stopped server does not answer: a call that reaches its dead CM fails
+  like a lost message, so no leader ever acts on a dead server's reply.
 
 Every call is logged under a message id of its own, from its send to its
 delivery and its reply, or its loss, so that a reader of the log (and the

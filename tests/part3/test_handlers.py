@@ -353,6 +353,15 @@ def lead(cm: ConsensusModule) -> None:
         cm.match_index = dict.fromkeys(cm.peer_ids, -1)
 
 
+def test_a_bounded_commit_channel_is_refused() -> None:
+    # The CM never waits for room on its channel: a bounded one could fill
+    # up and hold back deliveries, and stop() with them.
+    with pytest.raises(ValueError, match="unbounded"):
+        ConsensusModule(
+            0, [1, 2], None, MapStorage(), threading.Event(), queue.Queue(maxsize=1)
+        )
+
+
 def test_a_hung_peer_does_not_delay_the_others(
     commit_chan: queue.Queue[CommitEntry], storage: MapStorage
 ) -> None:
