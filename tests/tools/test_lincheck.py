@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -641,10 +642,16 @@ def test_assert_linearizable_writes_the_view_and_says_where(tmp_path: Path) -> N
     assert [r["output"] for r in saved] == [r["output"] for r in history]
 
 
-def test_assert_linearizable_fails_when_it_cannot_decide() -> None:
+def test_assert_linearizable_fails_when_it_cannot_decide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a path, the view goes to a new directory in the temporary
+    # directory: here, the test's own.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(AssertionError, match="unknown") as caught:
         assert_linearizable(generate(3, 50, 2, seed=1), timeout=-1)
-    assert "HTML view of the history: " in str(caught.value)
+    [html] = tmp_path.glob("lincheck-*/history.html")
+    assert f"HTML view of the history: {html}" in str(caught.value)
 
 
 # The HTML view, as text (tests/tools/test_lincheck_browser.py shows it).
