@@ -54,11 +54,17 @@ def run_python(
     )
 
 
+LIVE_LOG = ("-s", "-o", "log_cli=true")
+"""pytest's options for a live log with every line. Without ``-s``, pytest
+captures output between its writes of the live log, and a line a server's
+thread logs just as a test phase ends can go to that capture and be lost."""
+
+
 @pytest.fixture(scope="session")
 def real_log() -> str:
-    """The live log (``-o log_cli=true``) of two real part1 tests."""
+    """The live log of two real part1 tests."""
     ids = [f"tests/part1/test_raft.py::{name}" for name in REAL_TESTS]
-    result = run_python("-m", "pytest", *ids, "-o", "log_cli=true")
+    result = run_python("-m", "pytest", *ids, *LIVE_LOG)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -90,8 +96,7 @@ def part3_log() -> str:
         "-m",
         "pytest",
         *ids,
-        "-o",
-        "log_cli=true",
+        *LIVE_LOG,
         env={"RAFT_UNRELIABLE_RPC": None},
     )
     assert result.returncode == 0, result.stdout + result.stderr

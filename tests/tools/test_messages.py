@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from part3.harness import Harness
-from tests.tools.conftest import PART3_TESTS, run_python
+from tests.tools.conftest import LIVE_LOG, PART3_TESTS, run_python
 from tools.raft_testlog_viz.cluster import build_history
 from tools.raft_testlog_viz.messages import (
     HEARTBEAT,
@@ -245,8 +245,7 @@ def test_a_real_key_value_run() -> None:
         "-m",
         "pytest",
         "tests/part4kv/test_system.py::test_crash_leader",
-        "-o",
-        "log_cli=true",
+        *LIVE_LOG,
         env={"RAFT_UNRELIABLE_RPC": None},
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -248,18 +248,20 @@ def test_key_value_services_and_clients() -> None:
 
 
 def test_a_line_glued_to_pytests_progress_is_read() -> None:
-    # pytest prints PASSED and the progress without a line break, and a
-    # thread's record may come right after it.
+    # pytest prints PASSED, then the progress, then a line break, and a
+    # thread's record may come after either of the first two.
     run = log(
         "=== RUN test_a",
         "12:00:00.000000 [0] rpc 0.1 send to 1: RequestVoteArgs(term=1)",
         "PASSED" + " " * 60 + "[ 50%]12:00:00.001000 [1] rpc 0.1 deliver RequestVote",
-        "PASSED [100%]",
+        "PASSED12:00:00.002000 [1] rpc 0.2 deliver AppendEntries",
+        " " * 60 + "[100%]",
         "--- PASS: test_a (0.10s)",
     )
     (test,) = run.tests
     assert [(e.lineno, e.server, e.message) for e in test.entries] == [
         (2, 0, "rpc 0.1 send to 1: RequestVoteArgs(term=1)"),
         (3, 1, "rpc 0.1 deliver RequestVote"),
+        (4, 1, "rpc 0.2 deliver AppendEntries"),
     ]
     assert test.malformed == []

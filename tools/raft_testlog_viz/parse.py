@@ -41,9 +41,9 @@ _END = re.compile(
 )
 # A line that starts like this is meant to be a log line.
 _CLOCK_LIKE = re.compile(r"\d{1,2}:\d\d")
-# pytest ends a test's PASSED with its progress, "[ 50%]", and no line
-# break yet: a thread that logs right then has its line glued to it.
-_AFTER_PROGRESS = re.compile(r"\[\s*\d+%\](?=\d{1,2}:\d\d)")
+# pytest writes a test's PASSED, then its progress, "[ 50%]", and only then
+# a line break: a thread that logs in between has its line glued to one.
+_GLUED = re.compile(r"(?:\[\s*\d+%\]|PASSED|FAILED|SKIPPED|ERROR)(?=\d{1,2}:\d\d)")
 _TIME_PATTERN = (
     r"(?P<h>[01]\d|2[0-3]):(?P<m>[0-5]\d):(?P<s>[0-5]\d)(?:\.(?P<f>\d{1,6}))?"
 )
@@ -161,7 +161,7 @@ class _Parser:
             line = _ANSI.sub("", line)
         if _CLOCK_LIKE.match(line):
             self.log_line(lineno, line)
-        elif "%]" in line and (glued := _AFTER_PROGRESS.search(line)):
+        elif glued := _GLUED.search(line):
             self.log_line(lineno, line[glued.end() :])
         elif line.startswith("=== RUN"):
             self.start(line)
