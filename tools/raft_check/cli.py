@@ -28,7 +28,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         description=(
             "Check a Raft test run's log against Election Safety, State "
             "Machine Safety and Leader Completeness. Produce the log with: "
-            "python -m pytest tests/part3 -o log_cli=true > /tmp/raftlog"
+            "python -m pytest tests/part3 -s -o log_cli=true > /tmp/raftlog"
         ),
     )
     parser.add_argument(

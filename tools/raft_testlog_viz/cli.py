@@ -40,7 +40,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         description=(
             "Turn a Raft test run's log into HTML timelines (one page per "
             "test, plus index.html) or show them in the terminal. Produce the "
-            "log with: python -m pytest tests/part1 -o log_cli=true 2>&1 | "
+            "log with: python -m pytest tests/part1 -s -o log_cli=true 2>&1 | "
             "tee /tmp/raftlog"
         ),
     )
