@@ -208,13 +208,27 @@ arguments[0].scrollIntoView({block: "center"});
 requestAnimationFrame(() => requestAnimationFrame(done));
 """
 
+ON_TOP = """
+const cell = arguments[0];
+const box = cell.getBoundingClientRect();
+const top = document.elementFromPoint(box.left + 5, box.top + box.height / 2);
+return top !== null && cell.contains(top);
+"""
+
 
 def choose_row(driver: WebDriver, row: int) -> None:
     """Click the table's row ``row``, as a reader picks a moment."""
     cell = driver.find_elements(By.CSS_SELECTOR, ".chunk tr")[row].find_element(
         By.TAG_NAME, "td"
     )
-    driver.execute_async_script(SCROLL_TO, cell)
+
+    def scrolled_into_view(d: WebDriver) -> bool:
+        # The page may still be laying itself out (after a resize, say) and
+        # move the row again: scroll until nothing covers it.
+        d.execute_async_script(SCROLL_TO, cell)
+        return bool(d.execute_script(ON_TOP, cell))
+
+    WebDriverWait(driver, 5).until(scrolled_into_view)
     cell.click()
 
 
