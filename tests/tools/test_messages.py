@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from part3.harness import Harness
-from tests.tools.conftest import LIVE_LOG, PART3_TESTS, run_python
+from tests.tools.conftest import LIVE_LOG, PART3_TESTS, PLAIN_RUN, run_python
 from tools.raft_testlog_viz.cluster import build_history
 from tools.raft_testlog_viz.messages import (
     HEARTBEAT,
@@ -246,7 +246,7 @@ def test_a_real_key_value_run() -> None:
         "pytest",
         "tests/part4kv/test_system.py::test_crash_leader",
         *LIVE_LOG,
-        env={"RAFT_UNRELIABLE_RPC": None},
+        env=PLAIN_RUN,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     run = parse_log(result.stdout.splitlines())
