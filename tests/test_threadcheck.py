@@ -32,6 +32,18 @@ def test_leaked_threads_waits_for_threads_that_are_ending() -> None:
     assert leaked_threads(before, grace=2.0) == []
 
 
+def test_leaked_threads_waits_for_threads_started_while_it_waits() -> None:
+    # A server's loop may start a sender just before it ends, after the
+    # check began: the sender gets the same grace.
+    def start_a_sender_and_end() -> None:
+        threading.Event().wait(0.05)
+        threading.Thread(target=threading.Event().wait, args=(0.2,)).start()
+
+    before = set(threading.enumerate())
+    threading.Thread(target=start_a_sender_and_end).start()
+    assert leaked_threads(before, grace=2.0) == []
+
+
 def test_leak_check_fails_a_test_that_leaks(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

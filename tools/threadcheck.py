@@ -19,10 +19,15 @@ def leaked_threads(
     before: set[threading.Thread], grace: float = LEAK_GRACE
 ) -> list[threading.Thread]:
     """Wait up to ``grace`` seconds for every thread not in ``before`` to end,
-    and return those still alive."""
+    and return those still alive.
+
+    Threads started while it waits (a server's loop may start a sender just
+    before it ends) are waited for too.
+    """
     deadline = time.monotonic() + grace
-    for thread in threading.enumerate():
-        if thread in before:
-            continue
-        thread.join(max(0.0, deadline - time.monotonic()))
-    return [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    while True:
+        alive = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        remaining = deadline - time.monotonic()
+        if not alive or remaining <= 0:
+            return alive
+        alive[0].join(remaining)
