@@ -48,6 +48,11 @@ def exchange(addr: str, request: bytes) -> Response:
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
+    return parse_response(data)
+
+
+def parse_response(data: bytes) -> Response:
+    """The response whose bytes are ``data``."""
     head, _, body = data.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("iso-8859-1").split("\r\n")
     headers = {}
@@ -375,16 +380,11 @@ def read_response(sock: socket.socket) -> Response:
         chunk = sock.recv(1)
         assert chunk, f"the connection ended after {data!r}"
         data += chunk
-    head, _, _ = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("iso-8859-1").split("\r\n")
-    headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    response = parse_response(data)
     body = b""
-    while len(body) < int(headers["content-length"]):
+    while len(body) < int(response.headers["content-length"]):
         body += sock.recv(65536)
-    return Response(int(status_line.split()[1]), headers, body)
+    return Response(response.status, response.headers, body)
 
 
 def connect(addr: str) -> socket.socket:
@@ -474,17 +474,6 @@ def test_client_that_trickles_its_request_is_cut_off(
         check_error(parse_response(answer), 408)
     else:
         assert answer == b""
-
-
-def parse_response(data: bytes) -> Response:
-    """The response in ``data``, as ``exchange`` reads it."""
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("iso-8859-1").split("\r\n")
-    headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return Response(int(status_line.split()[1]), headers, body)
 
 
 def test_connections_beyond_the_cap_get_503(
