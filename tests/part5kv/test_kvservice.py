@@ -190,7 +190,8 @@ def test_busy_port_raises_and_the_service_goes_on() -> None:
 
         service = KVService(0, [1, 2], MapStorage(), threading.Event())
         try:
-            with pytest.raises(OSError, match="in use"):
+            # The message names the port.
+            with pytest.raises(OSError, match=rf":{busy_port}: .*in use"):
                 service.serve_http(busy_port)
             addr = service.serve_http()
             reply = post_json(addr, "/get/", {"key": "k", **new_ids()}).json()
@@ -211,7 +212,7 @@ def test_restart_on_a_port_taken_meanwhile() -> None:
             stray.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             stray.bind((host, int(port)))
             stray.listen()
-            with pytest.raises(OSError, match="in use"):
+            with pytest.raises(OSError, match=rf":{port}: .*in use"):
                 h.restart_service(follower)
 
         # The port is free again; the service comes back at its address.

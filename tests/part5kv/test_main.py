@@ -115,6 +115,7 @@ def test_ctrl_c_stops_the_cluster(tmp_path: Path) -> None:
         c = KVClient(addrs)
         assert c.put("k", "v") == ("", False)
         assert c.get("k") == ("v", True)
+        c.close()
 
         assert cluster.stop(signal.SIGINT) == 0
     stderr = cluster.stderr()
@@ -132,11 +133,13 @@ def test_data_dir_keeps_the_data(tmp_path: Path) -> None:
         c = KVClient(cluster.start())
         c.put("k", "v")
         c.append("k", "w")
+        c.close()
         assert cluster.stop(signal.SIGTERM) == 0
 
     with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
         c = KVClient(cluster.start())
         assert c.get("k") == ("vw", True)
+        c.close()
         assert cluster.stop(signal.SIGINT) == 0
     assert "Traceback" not in cluster.stderr()
 
@@ -169,11 +172,13 @@ def test_killed_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) -> 
                 acknowledged.append(token)
             killer.join()
             cluster.process.wait()
+            c.close()
 
     with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
         c = KVClient(cluster.start())
         value, _ = c.get("log", timeout=10)
         check_tokens(value, acknowledged, attempted)
+        c.close()
         assert cluster.stop(signal.SIGINT) == 0
     assert acknowledged, "no append was acknowledged"
 
