@@ -17,7 +17,7 @@ from tests.tools.lincheck_histories import (
     op,
     stale_read_history,
 )
-from tools.lincheck.cli import main
+from tools.lincheck.cli import BAD_INPUT, EXIT, INTERNAL_ERROR, main
 from tools.lincheck.generate import generate
 
 
@@ -104,6 +104,79 @@ def test_bad_input_exits_2_naming_the_operation_without_a_traceback(
     output = result.stdout + result.stderr
     assert message in " ".join(output.split()), output
     assert "Traceback" not in output
+
+
+def one_get(call: str, ret: str) -> str:
+    """A history of one get, as JSON text with the times written as given."""
+    return (
+        f'[{{"client": 0, "op": "get", "key": "x", "call": {call}, '
+        f'"return": {ret}, "output": {{"found": false, "value": ""}}}}]'
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "html", "message"),
+    [
+        ("[" * 100_000, False, "is not a history: its JSON is nested too deeply"),
+        (one_get("1" * 5000, "null"), False, "a number with more than 4300 digits"),
+        (
+            one_get("1" + "0" * 400, "null"),
+            False,
+            "operation #0 (client 0, get 'x'): 'call' is out of range",
+        ),
+        (
+            one_get("-1.7e308", "1.7e308"),
+            True,
+            "operation #0 (client 0, get 'x'): 'call' is out of range",
+        ),
+    ],
+    ids=["deep", "5000-digits", "huge-int", "huge-span-html"],
+)
+def test_input_that_used_to_crash_exits_2_with_one_line(
+    tmp_path: Path, content: str, html: bool, message: str
+) -> None:
+    history = write(tmp_path, content)
+    args = ["--html", str(tmp_path / "view.html")] if html else []
+    result = run_python("-m", "tools.lincheck", str(history), *args, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    [line] = output.splitlines()
+    assert line.startswith("bad input: ")
+    assert message in line
+    assert not (tmp_path / "view.html").exists()
+
+
+def test_an_unexpected_error_is_no_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug in the checker must not pass for a verdict: no verdict printed,
+    # and a status that is none of a verdict's.
+    def broken(*args: Any) -> Path:
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr("tools.lincheck.cli.write_page", broken)
+    history = write(tmp_path, generate(3, 30, 1, seed=1))
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    status, out = run(str(history), "--html", str(tmp_path / "view.html"))
+    assert status == INTERNAL_ERROR
+    assert status not in EXIT.values()
+    assert status != BAD_INPUT
+    assert out == ""
+    assert "ZeroDivisionError: float division by zero" in err.getvalue()
+    assert "a bug in lincheck" in err.getvalue()
+
+
+def test_ctrl_c_exits_130_without_a_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tools.lincheck.cli.check_operations", interrupted)
+    status, out = run(str(write(tmp_path, generate(3, 30, 1, seed=1))))
+    assert status == 130
+    assert out == "interrupted\n"
 
 
 def test_a_missing_file_exits_2(tmp_path: Path) -> None:

@@ -3,12 +3,15 @@ checker.
 
 Exit status: 0 linearizable, 1 not linearizable, 3 undecided when the
 timeout ran out, 2 bad input (the message names the operation at fault).
+Anything else is no verdict: 4 when lincheck itself failed (a bug: the
+traceback follows), 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +27,9 @@ from .view import write_page
 EXIT = {"ok": 0, "not linearizable": 1, "unknown": 3}
 """The exit status of each verdict."""
 BAD_INPUT = 2
+INTERNAL_ERROR = 4
+"""The exit status when lincheck itself fails: not a verdict, not bad input."""
+INTERRUPTED = 130
 
 STYLE = {"ok": "bold green", "not linearizable": "bold red", "unknown": "bold yellow"}
 
@@ -66,12 +72,34 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status.
+
+    No verdict is printed unless everything asked for was done: an error
+    while drawing the page is no verdict either.
+    """
     parser = build_arg_parser()
     args = parser.parse_args(argv)
     # Piped output is not cut at 80 columns: explanations and tables are
     # easier to read unwrapped.
     console = console or Console(width=None if sys.stdout.isatty() else 120)
+    try:
+        return _run(parser, args, console)
+    except KeyboardInterrupt:
+        console.print("interrupted", highlight=False)
+        return INTERRUPTED
+    except Exception:
+        traceback.print_exc()
+        print(
+            "lincheck failed: this is a bug in lincheck, not a verdict on the "
+            "history (the traceback is above)",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR
+
+
+def _run(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, console: Console
+) -> int:
     if args.timeout is not None and not args.timeout > 0:
         parser.error("--timeout must be a positive number of seconds")
     if args.bench:
@@ -90,13 +118,15 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     except HistoryError as error:
         return _bad_input(console, str(error))
     result = check_operations(ops, KV_MODEL, args.timeout)
-    report(result, console)
+    page = None
     if args.html is not None:
         try:
-            path = write_page(result, args.html)
+            page = write_page(result, args.html)
         except OSError as error:
             return _bad_input(console, f"cannot write {args.html}: {error}")
-        console.print(f"HTML view: {escape(str(path.resolve()))}", highlight=False)
+    report(result, console)
+    if page is not None:
+        console.print(f"HTML view: {escape(str(page.resolve()))}", highlight=False)
     return EXIT[result.verdict]
 
 
@@ -115,5 +145,8 @@ def report(result: Result, console: Console) -> None:
 
 
 def _bad_input(console: Console, message: str) -> int:
-    console.print(f"[bold red]bad input:[/] {escape(message)}", highlight=False)
+    # One line, however long: a message cut in two is harder to grep.
+    console.print(
+        f"[bold red]bad input:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
     return BAD_INPUT
