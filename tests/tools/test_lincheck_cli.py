@@ -17,7 +17,13 @@ from tests.tools.lincheck_histories import (
     op,
     stale_read_history,
 )
-from tools.lincheck.cli import BAD_INPUT, EXIT, INTERNAL_ERROR, main
+from tools.lincheck.cli import (
+    BAD_INPUT,
+    DEFAULT_TIMEOUT,
+    EXIT,
+    INTERNAL_ERROR,
+    main,
+)
 from tools.lincheck.generate import generate
 
 
@@ -69,6 +75,41 @@ def test_the_timeout_gives_unknown_and_exit_3(tmp_path: Path) -> None:
     assert status == 3
     assert out.startswith("unknown: 500 operations on 1 key")
     assert "the timeout ran out" in out
+
+
+def unanswered_appends_and_an_impossible_read(n: int) -> list[dict[str, Any]]:
+    """``n`` appends whose answers never came, of ``n`` different letters,
+    and a get, concurrent with them all, that read what no order of them
+    makes. The search would try each of the n! orders of each subset."""
+    history = [op(i, "append", 0, None, value=chr(97 + i)) for i in range(n)]
+    return [*history, op(n, "get", 0, 1, "nope")]
+
+
+def test_without_timeout_a_pathological_history_ends_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 26 operations and no --timeout: the default timeout (made short here)
+    # ends the search, instead of running on for ever.
+    monkeypatch.setattr("tools.lincheck.cli.DEFAULT_TIMEOUT", 0.5, raising=False)
+    history = write(tmp_path, unanswered_appends_and_an_impossible_read(25))
+    status, out = run(str(history))
+    assert status == 3
+    assert out.startswith("unknown: 26 operations on 1 key")
+
+
+def test_help_states_the_default_timeout(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--help"])
+    assert caught.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {DEFAULT_TIMEOUT:g};" in text
+    assert DEFAULT_TIMEOUT == 60
+
+
+def test_timeout_inf_waits_as_long_as_it_takes(tmp_path: Path) -> None:
+    status, out = run(str(write(tmp_path, stale_read_history())), "--timeout", "inf")
+    assert status == 1
+    assert out.startswith("not linearizable")
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ HTML-escaped: keys and values are any strings.
 
 from __future__ import annotations
 
+import heapq
 import math
 from html import escape
 from pathlib import Path
@@ -136,13 +137,14 @@ def _timeline(
     start: float,
     span: float,
 ) -> str:
-    clients = sorted({op.client for op in part.ops})
-    busiest = max(sum(op.client == c for op in part.ops) for c in clients)
+    by_client: dict[int, list[Operation]] = {}
+    for op in sorted(part.ops, key=_by_call):
+        by_client.setdefault(op.client, []).append(op)
+    busiest = max(len(mine) for mine in by_client.values())
     width = min(max(MIN_WIDTH, busiest * PX_PER_OP), MAX_WIDTH)
     scale = width / span
     rows = []
-    for client in clients:
-        mine = sorted((op for op in part.ops if op.client == client), key=_by_call)
+    for client, mine in sorted(by_client.items()):
         bars, lanes = _bars(mine, part, place, blocked, start, span, scale)
         rows.append(
             f"<div class=row style=height:{lanes * ROW_HEIGHT}px>"
@@ -171,7 +173,10 @@ def _bars(
     # Lanes: an operation goes into the first lane free at its call, so that
     # bars of one client never cover each other (a client that gave up on
     # an operation goes on with the next while the first may still act).
-    lane_free: list[float] = []
+    # Operations come in call order: a lane that is free stays free.
+    lanes = 0
+    free: list[int] = []  # heaps: the free lanes, and the busy ones by end
+    busy: list[tuple[float, int]] = []
     bars = []
     for k, op in enumerate(mine):
         if op.output is not None and op.ret is not None:
@@ -180,11 +185,13 @@ def _bars(
             until = mine[k + 1].call
         else:
             until = start + span
-        free = (j for j, end in enumerate(lane_free) if end <= op.call)
-        lane = next(free, len(lane_free))
-        if lane == len(lane_free):
-            lane_free.append(until)
-        lane_free[lane] = until
+        while busy and busy[0][0] <= op.call:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        if free:
+            lane = heapq.heappop(free)
+        else:
+            lane, lanes = lanes, lanes + 1
+        heapq.heappush(busy, (until, lane))
         left = (op.call - start) * scale
         bar_width = max((until - op.call) * scale, 3.0)
         classes, label, note = _status(op, part, place, blocked)
@@ -194,7 +201,7 @@ def _bars(
             f"width:{bar_width:.1f}px;top:{lane * ROW_HEIGHT}px' "
             f"data-tip='{escape(tip)}'>{label}</i>"
         )
-    return bars, max(len(lane_free), 1)
+    return bars, max(lanes, 1)
 
 
 def _status(
