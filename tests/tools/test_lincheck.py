@@ -788,3 +788,24 @@ def test_the_page_of_a_big_history_takes_time_in_proportion() -> None:
     assert time.monotonic() - started < 3
     assert page.count("<div class=row") == n + 1
     assert f"height:{n * ROW_HEIGHT}px" in page
+
+
+def test_the_messages_say_one_operation_not_one_operations() -> None:
+    one = check([op(0, "get", 0, 1, None)])
+    assert one.explain() == "ok: 1 operation on 1 key (key/value store)"
+    assert "1 operation ·" in render_page(one)
+    assert "(1 operation)" in render_page(one)
+    history = [op(0, "put", 0, 1, None, value="1"), op(1, "get", 2, 3, "2")]
+    failed = check(history)
+    assert failed.explain().splitlines()[:3] == [
+        "not linearizable: 2 operations on 1 key (key/value store)",
+        "key 'x' (2 operations): not linearizable",
+        "  the longest linearizable prefix found has 1 operation; after it the "
+        "key holds '1'",
+    ]
+    assert "found (1 operation), after which" in render_page(failed)
+    undecided = check([op(0, "get", 0, 1, None)], timeout=-1).explain()
+    assert "key 'x' (1 operation): unknown" in undecided
+    assert "after 0 search steps; the longest linearizable prefix found has 0 " in (
+        undecided
+    )

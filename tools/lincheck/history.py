@@ -93,6 +93,11 @@ class Operation:
         )
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and the noun, singular for one: ``1 operation``, ``2 operations``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def describe_output(output: Output) -> str:
     """An answer as the messages show it: ``'v' (found)`` or ``'' (not found)``."""
     value, found = output

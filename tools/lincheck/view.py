@@ -25,7 +25,7 @@ from html import escape
 from pathlib import Path
 
 from .check import PartResult, Result
-from .history import Operation, describe_output
+from .history import Operation, counted, describe_output
 
 ROW_HEIGHT = 20
 """Pixels per lane of a client's row."""
@@ -60,8 +60,8 @@ def render_page(result: Result) -> str:
         f"<title>lincheck: {verdict}</title><style>{STYLE}</style></head><body>\n",
         f"<h1>History check: <span class='verdict {_css(result.verdict)}'>",
         f"{verdict}</span></h1>\n",
-        f"<p class=meta>{_count(len(ops), 'operation')} · "
-        f"{_count(clients, 'client')} · {_count(len(parts), 'key')} · "
+        f"<p class=meta>{counted(len(ops), 'operation')} · "
+        f"{counted(clients, 'client')} · {counted(len(parts), 'key')} · "
         f"model: {escape(result.model)} · time in ms from "
         "the first call · hover an operation for details</p>\n",
         LEGEND,
@@ -71,10 +71,6 @@ def render_page(result: Result) -> str:
     body.append("<div id=tip hidden></div>\n")
     body.append(f"<script>{SCRIPT}</script>\n</body></html>\n")
     return "".join(body)
-
-
-def _count(n: int, thing: str) -> str:
-    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def _css(verdict: str) -> str:
@@ -89,7 +85,7 @@ def _section(n: int, part: PartResult, start: float, span: float) -> str:
     head = (
         f"<h2>key {escape(repr(part.key))} · <span class='verdict "
         f"{_css(part.verdict)}'>{escape(part.verdict)}</span> · "
-        f"{_count(len(part.ops), 'operation')}</h2>\n"
+        f"{counted(len(part.ops), 'operation')}</h2>\n"
     )
     summary = _summary(part)
     timeline = _timeline(part, place, blocked, start, span)
@@ -114,17 +110,19 @@ def _summary(part: PartResult) -> str:
         )
         return (
             f"<p>Linearizable: the numbers on the bars give an order of the "
-            f"{len(part.order)} operations that took effect{escape(extra)}.</p>\n"
+            f"{counted(len(part.order), 'operation')} that took effect"
+            f"{escape(extra)}.</p>\n"
         )
     if part.verdict == "unknown":
         return (
             "<p>Undecided: the timeout ran out after "
-            f"{part.steps} search steps. Green: the longest linearizable prefix "
-            f"found ({len(part.order)} operations).</p>\n"
+            f"{counted(part.steps, 'search step')}. Green: the longest "
+            f"linearizable prefix found ({counted(len(part.order), 'operation')})."
+            "</p>\n"
         )
     return (
         "<p>Not linearizable. Green: the longest linearizable prefix found "
-        f"({len(part.order)} operations), after which the key holds "
+        f"({counted(len(part.order), 'operation')}), after which the key holds "
         f"<code>{escape(part.state)}</code>. Red: the operations that could "
         "come next, none of which can follow the prefix.</p>\n"
     )
@@ -260,9 +258,10 @@ def _ticks(span: float, scale: float) -> str:
 
 
 def _list_title(part: PartResult) -> str:
+    ops = counted(len(part.order), "operation")
     if part.ok:
-        return f"The linearization ({len(part.order)} operations)"
-    return f"The longest linearizable prefix found ({len(part.order)} operations)"
+        return f"The linearization ({ops})"
+    return f"The longest linearizable prefix found ({ops})"
 
 
 def _lists(part: PartResult, start: float) -> str:
