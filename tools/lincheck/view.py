@@ -313,12 +313,13 @@ h1{font-size:1.3em;margin:.6em 0 .2em}h2{font-size:1.1em;margin:.3em 0}
 .part.ok{opacity:.9}
 .scroll{overflow-x:auto;position:relative;border:1px solid #ddd;
  background:#fafafa;padding-bottom:4px}
-.axis{position:relative;height:16px;margin-left:5.5em}
+.axis{position:relative;height:16px;margin-left:96px}
 .axis u{position:absolute;font:11px monospace;text-decoration:none;
  border-left:1px solid #999;padding-left:2px;color:#555}
 .row{position:relative;display:flex;border-top:1px solid #eee}
-.who{position:sticky;left:0;z-index:2;width:5.5em;flex:none;
- font:12px monospace;background:#fafafa;padding:2px 4px;box-sizing:border-box}
+.who{position:sticky;left:0;z-index:2;width:96px;flex:none;
+ font:12px monospace;background:#fafafa;padding:2px 4px;box-sizing:border-box;
+ white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .lane{position:relative;flex:none}
 .op{position:absolute;height:14px;margin-top:3px;box-sizing:border-box;
  border:1px solid #4263eb;background:#dbe4ff;border-radius:3px;
