@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 
-from tests.tools.conftest import run_python
+from tests.tools.conftest import ROOT, run_python
 from tests.tools.lincheck_histories import (
     failing_generated_history,
     op,
@@ -19,6 +21,7 @@ from tests.tools.lincheck_histories import (
 )
 from tools.lincheck.cli import (
     BAD_INPUT,
+    BROKEN_PIPE,
     DEFAULT_TIMEOUT,
     EXIT,
     INTERNAL_ERROR,
@@ -206,6 +209,25 @@ def test_an_unexpected_error_is_no_verdict(
     assert out == ""
     assert "ZeroDivisionError: float division by zero" in err.getvalue()
     assert "a bug in lincheck" in err.getvalue()
+
+
+def test_a_reader_that_goes_away_is_no_verdict(tmp_path: Path) -> None:
+    # "python -m tools.lincheck h.json | head -1": the explanation of 3,000
+    # undecided keys fills the pipe, and head goes away after one line.
+    # rich's console would exit with 1, "not linearizable".
+    history = [op(0, "get", k, k + 1, None, key=f"k{k}") for k in range(3000)]
+    path = write(tmp_path, history)
+    command = [sys.executable, "-m", "tools.lincheck", str(path), "--timeout", "1e-9"]
+    with subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout.readline().startswith("unknown: 3000 operations")
+        process.stdout.close()
+        errors = process.stderr.read()
+        assert process.wait(timeout=60) == BROKEN_PIPE
+    assert errors == ""
 
 
 def test_ctrl_c_exits_130_without_a_verdict(

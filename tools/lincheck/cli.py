@@ -4,12 +4,14 @@ checker.
 Exit status: 0 linearizable, 1 not linearizable, 3 undecided when the
 timeout ran out, 2 bad input (the message names the operation at fault).
 Anything else is no verdict: 4 when lincheck itself failed (a bug: the
-traceback follows), 130 when interrupted.
+traceback follows), 130 when interrupted, 141 when the output's reader went
+away.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -31,6 +33,9 @@ BAD_INPUT = 2
 INTERNAL_ERROR = 4
 """The exit status when lincheck itself fails: not a verdict, not bad input."""
 INTERRUPTED = 130
+BROKEN_PIPE = 141
+"""The exit status when the output's reader went away (``| head``), as a
+shell reports for a process that SIGPIPE ended."""
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds a check may take unless told otherwise. The histories of the kv
@@ -90,7 +95,7 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     args = parser.parse_args(argv)
     # Piped output is not cut at 80 columns: explanations and tables are
     # easier to read unwrapped.
-    console = console or Console(width=None if sys.stdout.isatty() else 120)
+    console = console or _Console(width=None if sys.stdout.isatty() else 120)
     try:
         return _run(parser, args, console)
     except KeyboardInterrupt:
@@ -152,6 +157,18 @@ def report(result: Result, console: Console) -> None:
         style = "bold" if not line.startswith(" ") else ""
         text = escape(line)
         console.print(f"[{style}]{text}[/]" if style else text, highlight=False)
+
+
+class _Console(Console):
+    """rich's console, but a reader that goes away is no verdict: rich
+    would exit with status 1, "not linearizable"."""
+
+    def on_broken_pipe(self) -> None:
+        """Write nothing more (Python flushes stdout at exit: to /dev/null
+        now) and exit with BROKEN_PIPE."""
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(BROKEN_PIPE)
 
 
 def _bad_input(console: Console, message: str) -> int:
