@@ -33,6 +33,7 @@ BAD_INPUT = 2
 INTERNAL_ERROR = 4
 """The exit status when lincheck itself fails: not a verdict, not bad input."""
 INTERRUPTED = 130
+"""The exit status after Ctrl-C."""
 BROKEN_PIPE = 141
 """The exit status when the output's reader went away (``| head``), as a
 shell reports for a process that SIGPIPE ended."""
@@ -116,7 +117,6 @@ def _run(
 ) -> int:
     if not args.timeout > 0:
         parser.error("--timeout must be a positive number of seconds")
-    deadline = time.monotonic() + args.timeout  # reading the file counts too
     if args.bench:
         if args.repeat < 1:
             parser.error("--repeat must be at least 1")
@@ -128,6 +128,7 @@ def _run(
         return 0
     if len(args.history) != 1:
         parser.error("give one history file (or --bench)")
+    deadline = time.monotonic() + args.timeout  # reading the file counts too
     try:
         ops = load_history(args.history[0], KV_MODEL.ops)
     except HistoryError as error:
