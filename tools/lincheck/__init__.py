@@ -37,7 +37,8 @@ from the command line, and draws the history.
 * ``search``: the search for one key; ``check``: a whole history;
 * ``view``: the HTML picture; ``harness``: ``assert_linearizable`` for
   tests; ``generate``: made-up histories; ``bench``: how fast it is;
-* ``cli``: ``python -m tools.lincheck``.
+* ``cli``: ``python -m tools.lincheck``; ``pytest_plugin``: ``pytest
+  --lincheck-histories=DIR`` saves the kv tests' histories.
 """
 
 from tools.lincheck.check import PartResult, Result, check, check_operations

@@ -19,12 +19,13 @@ HTML-escaped: keys and values are any strings.
 
 from __future__ import annotations
 
+import heapq
 import math
 from html import escape
 from pathlib import Path
 
 from .check import PartResult, Result
-from .history import Operation, describe_output
+from .history import Operation, counted, describe_output
 
 ROW_HEIGHT = 20
 """Pixels per lane of a client's row."""
@@ -59,8 +60,8 @@ def render_page(result: Result) -> str:
         f"<title>lincheck: {verdict}</title><style>{STYLE}</style></head><body>\n",
         f"<h1>History check: <span class='verdict {_css(result.verdict)}'>",
         f"{verdict}</span></h1>\n",
-        f"<p class=meta>{_count(len(ops), 'operation')} · "
-        f"{_count(clients, 'client')} · {_count(len(parts), 'key')} · "
+        f"<p class=meta>{counted(len(ops), 'operation')} · "
+        f"{counted(clients, 'client')} · {counted(len(parts), 'key')} · "
         f"model: {escape(result.model)} · time in ms from "
         "the first call · hover an operation for details</p>\n",
         LEGEND,
@@ -70,10 +71,6 @@ def render_page(result: Result) -> str:
     body.append("<div id=tip hidden></div>\n")
     body.append(f"<script>{SCRIPT}</script>\n</body></html>\n")
     return "".join(body)
-
-
-def _count(n: int, thing: str) -> str:
-    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def _css(verdict: str) -> str:
@@ -88,7 +85,7 @@ def _section(n: int, part: PartResult, start: float, span: float) -> str:
     head = (
         f"<h2>key {escape(repr(part.key))} · <span class='verdict "
         f"{_css(part.verdict)}'>{escape(part.verdict)}</span> · "
-        f"{_count(len(part.ops), 'operation')}</h2>\n"
+        f"{counted(len(part.ops), 'operation')}</h2>\n"
     )
     summary = _summary(part)
     timeline = _timeline(part, place, blocked, start, span)
@@ -113,17 +110,19 @@ def _summary(part: PartResult) -> str:
         )
         return (
             f"<p>Linearizable: the numbers on the bars give an order of the "
-            f"{len(part.order)} operations that took effect{escape(extra)}.</p>\n"
+            f"{counted(len(part.order), 'operation')} that took effect"
+            f"{escape(extra)}.</p>\n"
         )
     if part.verdict == "unknown":
         return (
             "<p>Undecided: the timeout ran out after "
-            f"{part.steps} search steps. Green: the longest linearizable prefix "
-            f"found ({len(part.order)} operations).</p>\n"
+            f"{counted(part.steps, 'search step')}. Green: the longest "
+            f"linearizable prefix found ({counted(len(part.order), 'operation')})."
+            "</p>\n"
         )
     return (
         "<p>Not linearizable. Green: the longest linearizable prefix found "
-        f"({len(part.order)} operations), after which the key holds "
+        f"({counted(len(part.order), 'operation')}), after which the key holds "
         f"<code>{escape(part.state)}</code>. Red: the operations that could "
         "come next, none of which can follow the prefix.</p>\n"
     )
@@ -136,13 +135,14 @@ def _timeline(
     start: float,
     span: float,
 ) -> str:
-    clients = sorted({op.client for op in part.ops})
-    busiest = max(sum(op.client == c for op in part.ops) for c in clients)
+    by_client: dict[int, list[Operation]] = {}
+    for op in sorted(part.ops, key=_by_call):
+        by_client.setdefault(op.client, []).append(op)
+    busiest = max(len(mine) for mine in by_client.values())
     width = min(max(MIN_WIDTH, busiest * PX_PER_OP), MAX_WIDTH)
     scale = width / span
     rows = []
-    for client in clients:
-        mine = sorted((op for op in part.ops if op.client == client), key=_by_call)
+    for client, mine in sorted(by_client.items()):
         bars, lanes = _bars(mine, part, place, blocked, start, span, scale)
         rows.append(
             f"<div class=row style=height:{lanes * ROW_HEIGHT}px>"
@@ -171,7 +171,10 @@ def _bars(
     # Lanes: an operation goes into the first lane free at its call, so that
     # bars of one client never cover each other (a client that gave up on
     # an operation goes on with the next while the first may still act).
-    lane_free: list[float] = []
+    # Operations come in call order: a lane that is free stays free.
+    lanes = 0
+    free: list[int] = []  # heaps: the free lanes, and the busy ones by end
+    busy: list[tuple[float, int]] = []
     bars = []
     for k, op in enumerate(mine):
         if op.output is not None and op.ret is not None:
@@ -180,11 +183,13 @@ def _bars(
             until = mine[k + 1].call
         else:
             until = start + span
-        free = (j for j, end in enumerate(lane_free) if end <= op.call)
-        lane = next(free, len(lane_free))
-        if lane == len(lane_free):
-            lane_free.append(until)
-        lane_free[lane] = until
+        while busy and busy[0][0] <= op.call:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        if free:
+            lane = heapq.heappop(free)
+        else:
+            lane, lanes = lanes, lanes + 1
+        heapq.heappush(busy, (until, lane))
         left = (op.call - start) * scale
         bar_width = max((until - op.call) * scale, 3.0)
         classes, label, note = _status(op, part, place, blocked)
@@ -194,7 +199,7 @@ def _bars(
             f"width:{bar_width:.1f}px;top:{lane * ROW_HEIGHT}px' "
             f"data-tip='{escape(tip)}'>{label}</i>"
         )
-    return bars, max(len(lane_free), 1)
+    return bars, max(lanes, 1)
 
 
 def _status(
@@ -253,9 +258,10 @@ def _ticks(span: float, scale: float) -> str:
 
 
 def _list_title(part: PartResult) -> str:
+    ops = counted(len(part.order), "operation")
     if part.ok:
-        return f"The linearization ({len(part.order)} operations)"
-    return f"The longest linearizable prefix found ({len(part.order)} operations)"
+        return f"The linearization ({ops})"
+    return f"The longest linearizable prefix found ({ops})"
 
 
 def _lists(part: PartResult, start: float) -> str:
@@ -307,12 +313,13 @@ h1{font-size:1.3em;margin:.6em 0 .2em}h2{font-size:1.1em;margin:.3em 0}
 .part.ok{opacity:.9}
 .scroll{overflow-x:auto;position:relative;border:1px solid #ddd;
  background:#fafafa;padding-bottom:4px}
-.axis{position:relative;height:16px;margin-left:5.5em}
+.axis{position:relative;height:16px;margin-left:96px}
 .axis u{position:absolute;font:11px monospace;text-decoration:none;
  border-left:1px solid #999;padding-left:2px;color:#555}
 .row{position:relative;display:flex;border-top:1px solid #eee}
-.who{position:sticky;left:0;z-index:2;width:5.5em;flex:none;
- font:12px monospace;background:#fafafa;padding:2px 4px;box-sizing:border-box}
+.who{position:sticky;left:0;z-index:2;width:96px;flex:none;
+ font:12px monospace;background:#fafafa;padding:2px 4px;box-sizing:border-box;
+ white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .lane{position:relative;flex:none}
 .op{position:absolute;height:14px;margin-top:3px;box-sizing:border-box;
  border:1px solid #4263eb;background:#dbe4ff;border-radius:3px;
