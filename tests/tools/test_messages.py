@@ -155,7 +155,7 @@ def test_a_reply_after_the_frame_ends_leaves_the_message_in_flight() -> None:
     )
     (m,) = build_timeline(run.tests[0]).messages.messages
     assert (m.deliver_row, m.end_row, m.outcome) == (1, -1, "")
-    assert run.outside_lines == 1
+    assert [e.message for e in run.tests[0].late] == [REPLIED.split("] ")[1]]
 
 
 def test_interleaved_tests_pair_only_their_own_lines() -> None:

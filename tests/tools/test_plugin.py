@@ -120,6 +120,54 @@ def test_statuses_escaping_and_a_test_without_raft_lines(
     assert root.level == level
 
 
+LATE = """
+import logging
+
+log = logging.getLogger("raft")
+
+
+def test_first():
+    log.debug("[0] becomes Leader; term=1")
+
+
+def test_next():
+    log.debug("[1] becomes Follower; term=1")
+"""
+
+LATE_CONFTEST = """
+import logging
+
+
+def pytest_runtest_logfinish(nodeid):
+    # After the test's frame closed, as a server's thread that finishes
+    # its work late would.
+    if nodeid.endswith("test_first"):
+        logging.getLogger("raft").debug(
+            "[0] rpc 0.1 reply from 1: AppendEntriesReply(term=1)"
+        )
+"""
+
+
+@pytest.mark.usefixtures("only_this_plugin")
+def test_lines_logged_after_their_test_ended_are_no_failure(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile(test_late=LATE)
+    pytester.makeconftest(LATE_CONFTEST)
+    outdir = tmp_path / "pages"
+    result = pytester.runpytest("-p", PLUGIN, f"--raft-viz={outdir}")
+    result.assert_outcomes(passed=2)
+    # The section ends with the index: nothing hints at a failure.
+    output = result.stdout.str().splitlines()
+    index = next(n for n, line in enumerate(output) if line.startswith("index: "))
+    assert "passed" in output[index + 1]
+    page = (outdir / "test_first.html").read_text(encoding="utf-8")
+    assert "1 line was logged after the test ended" in page
+    assert "[0] rpc 0.1 reply from 1: AppendEntriesReply(term=1)</code>" in page
+    assert "AppendEntriesReply" not in page.split("<details>")[0]
+    assert "after the test ended" not in (outdir / "test_next.html").read_text()
+
+
 @pytest.mark.usefixtures("only_this_plugin")
 def test_without_the_flag_nothing_is_written(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_raft_like=TESTS)

@@ -221,7 +221,28 @@ def _malformed(timeline: Timeline) -> str:
             f"<details><summary>{count} message line{plural} not drawn</summary>"
             f"<ul>{items}</ul></details>\n"
         )
+    if test.late:
+        items = "".join(
+            f"<li>line {e.lineno}: <code>{escape(_logged(e))}</code>" for e in test.late
+        )
+        count = len(test.late)
+        plural = "s were" if count > 1 else " was"
+        parts.append(
+            f"<details><summary>{count} line{plural} logged after the test "
+            "ended (a thread of its servers finishing), not drawn</summary>"
+            f"<ul>{items}</ul></details>\n"
+        )
     return "".join(parts)
+
+
+def _logged(entry: Entry) -> str:
+    """An entry as its line showed it, from its ``[ID]`` on."""
+    who = "TEST" if entry.server is None else str(entry.server)
+    if entry.source == "kv":
+        who = f"kv {entry.server}"
+    elif entry.source:
+        who = entry.source
+    return f"{entry.wall} [{who}] {entry.message}"
 
 
 def _overview(timeline: Timeline) -> str:
@@ -450,7 +471,7 @@ def _op_data(op: Op) -> list[object]:
 def render_index(run: RunLog, pages: list[Page]) -> str:
     """The index page: every test of the run with its status and a link."""
     failed = sum(page.test.failed for page in pages)
-    overall = "FAIL" if run.failed else "PASS"
+    overall = run.status
     rows = "".join(
         f"<tr><td>{n}<td><a href='{quote(page.path.name)}'>{escape(page.test.name)}</a>"
         f"<td><span class='status {escape(page.test.status)}'>"
