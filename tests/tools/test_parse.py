@@ -56,8 +56,10 @@ def test_real_log_sources_and_times(real_run: RunLog) -> None:
     assert basic.servers == [0, 1, 2]
     assert disconnect.servers == [0, 1, 2]
     test_lines = [e.message for e in disconnect.entries if e.server is None]
-    assert len(test_lines) == 1
-    assert re.fullmatch(r"Disconnect [012]", test_lines[0])
+    assert len(test_lines) == 3
+    assert re.fullmatch(r"check_single_leader -> [012] \(term \d+\)", test_lines[0])
+    assert re.fullmatch(r"Disconnect [012]", test_lines[1])
+    assert test_lines[2].startswith("check_single_leader -> ")
     for test in real_run.tests:
         # Entries keep the log's order; each one's time is the one printed.
         # (How far apart threads log their lines depends on the machine's
@@ -332,3 +334,31 @@ def test_a_line_glued_to_pytests_progress_is_read() -> None:
         (4, 1, "rpc 0.2 deliver AppendEntries"),
     ]
     assert test.malformed == []
+
+
+def test_the_harness_logs_what_it_checked(real_run: RunLog, part3_run: RunLog) -> None:
+    # part1: each check names the leader it found, which became leader in
+    # that term before the check.
+    for test in real_run.tests:
+        checks = [
+            (k, re.fullmatch(r"check_single_leader -> (\d) \(term (\d+)\)", e.message))
+            for k, e in enumerate(test.entries)
+            if e.server is None and e.message.startswith("check_")
+        ]
+        assert checks
+        for k, check in checks:
+            assert check is not None
+            won = f"becomes Leader; term={check[2]}"
+            assert any(
+                e.server == int(check[1]) and e.message.startswith(won)
+                for e in test.entries[:k]
+            )
+    # part3: the checks of commands say where they found them.
+    test = next(t for t in part3_run.tests if t.name == "test_commit_multiple_commands")
+    checked = [e.message for e in test.entries if e.message.startswith("check_commit")]
+    assert [re.sub(r"\d+$", "I", c) for c in checked] == [
+        f"check_committed({v}) -> 3 servers, index I" for v in (42, 55, 81)
+    ]
+    crash = next(t for t in part3_run.tests if t.name == "test_crash_after_submit")
+    checked = [e.message for e in crash.entries if e.message.startswith("check_not")]
+    assert checked == ["check_not_committed(5): ok"] * 2

@@ -97,7 +97,7 @@ def test_a_later_leader_lacking_a_committed_entry() -> None:
         leader(2, 3, ("9", 3)),
     ) == [
         "line 3: Leader Completeness: server 1 became leader in term 2 with "
-        "nothing at index 0, but command 5 of term 1 was committed there "
+        "no entry at index 0, but command 5 of term 1 was committed there "
         "(delivered by server 0 on line 2, when the latest leader's term was 1)",
         "line 4: Leader Completeness: server 2 became leader in term 3 with "
         "command 9 of term 3 at index 0, but command 5 of term 1 was committed "

@@ -176,7 +176,7 @@ class _Checker:
             held = log[index] if index < len(log) else None
             if held != (first.command, first.term):
                 has = (
-                    "nothing"
+                    "no entry"
                     if held is None
                     else f"command {held[0]} of term {held[1]}"
                 )
