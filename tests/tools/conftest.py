@@ -118,6 +118,17 @@ def part3_run(part3_log: str) -> RunLog:
     return parse_log(part3_log.splitlines())
 
 
+@pytest.fixture(scope="session")
+def failing_log() -> str:
+    """The live log of a test that fails with safety violations (the
+    paper's Figure 8, on a consensus module that breaks the commit rule)."""
+    result = run_python(
+        "-m", "pytest", "tests/tools/failing_run.py", *LIVE_LOG, env=PLAIN_RUN
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result.stdout
+
+
 SERVING = re.compile(r"\[kv \d+\] serving HTTP on (127\.0\.0\.1:\d+)$", re.MULTILINE)
 
 

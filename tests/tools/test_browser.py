@@ -25,13 +25,13 @@ import pytest
 from rich.console import Console
 
 from tools.raft_testlog_viz import browser as viz_browser
-from tools.raft_testlog_viz.assets import MESSAGE_COLOURS
+from tools.raft_testlog_viz.assets import MARKER_COLOURS, MESSAGE_COLOURS
 from tools.raft_testlog_viz.cli import main
 from tools.raft_testlog_viz.cluster import History, LogOp, ServerView, build_history
 from tools.raft_testlog_viz.messages import HEARTBEAT, REPLY, Message
-from tools.raft_testlog_viz.pages import STATE_CLASS, write_site
+from tools.raft_testlog_viz.pages import STATE_CLASS, jumps, opening_row, write_site
 from tools.raft_testlog_viz.parse import RunLog, parse_log
-from tools.raft_testlog_viz.timeline import Timeline, build_timeline
+from tools.raft_testlog_viz.timeline import State, Timeline, build_timeline
 
 if viz_browser.missing() is not None:
     pytest.skip(str(viz_browser.missing()), allow_module_level=True)
@@ -151,9 +151,10 @@ def test_log_text_stays_text_in_a_real_browser(
 # the three columns, and the index of the first log entry shown.
 PANEL = """
 const lines = (column) => Object.fromEntries(
-  Array.from(document.querySelectorAll(column + " .ln[data-s]"))
+  Array.from(document.querySelectorAll(
+    "#cluster " + column + " .ln[data-s]:not(.cutline)"))
     .map((line) => [line.dataset.s, line]));
-const who = lines("#who"), logs = lines("#logs"), peers = lines("#peers");
+const who = lines(".who"), logs = lines(".logs"), peers = lines(".peers");
 return Object.keys(who).map((s) => [Number(s), who[s].textContent,
   Number(logs[s].dataset.first),
   Array.from(logs[s].children).map((box) => [box.textContent, box.className]),
@@ -161,9 +162,26 @@ return Object.keys(who).map((s) => [Number(s), who[s].textContent,
 """
 
 
-def expected_panel(server: int, view: ServerView, first: int) -> list[Any]:
+# Per server with one, the boxes of the entries it just wrote over.
+CUT_LINES = """
+return Object.fromEntries(
+  Array.from(document.querySelectorAll("#cluster .logs .cutline"))
+    .map((line) => [line.dataset.s, Array.from(line.querySelectorAll("i"))
+      .map((box) => [box.textContent, box.className])]));
+"""
+
+
+def expected_panel(
+    server: int,
+    view: ServerView,
+    first: int,
+    committed: list[int | None],
+    cut: int | None,
+) -> list[Any]:
     """What the panel must show for ``server``, from the Python history,
-    if it shows the entries from ``first`` on."""
+    if it shows the entries from ``first`` on, with the terms of the
+    entries known to be committed; ``cut``: where the server just wrote
+    over its entries, if it did."""
     boxes = []
     for k, term in enumerate(view.log):
         if k < first:
@@ -171,9 +189,11 @@ def expected_panel(server: int, view: ServerView, first: int) -> list[Any]:
         if term is None:
             boxes.append(["?", "q"])
             continue
-        done = "u" if k > view.commit_index else "c"
+        done = "c" if k < len(committed) and committed[k] == term else "u"
         if k == view.commit_index:
-            done = "c ci"
+            done += " ci"
+        if cut is not None and k >= cut:
+            done += " n"
         boxes.append([str(term), f"t{term % 10} {done}"])
     peers = " · ".join(
         f"{peer}: {view.next_index[peer]}/{view.match_index[peer]}"
@@ -194,12 +214,30 @@ def check_panel(driver: WebDriver, history: History, row: int) -> None:
         lambda d: d.find_element(By.ID, "at").text.startswith(f"after row {row + 1} ")
     )
     views = history.at(row)
+    committed = history.committed_at(row)
+    cuts = {t.server: t for t in history.truncations if t.row == row}
     shown = driver.execute_script(PANEL)
     # Short logs, here: the panel shows them whole.
     assert [line[2] for line in shown] == [0] * len(history.servers)
     assert shown == [
-        expected_panel(server, views[server], 0) for server in history.servers
+        expected_panel(
+            server,
+            views[server],
+            0,
+            committed,
+            cuts[server].start if server in cuts else None,
+        )
+        for server in history.servers
     ]
+    # Under a server that wrote over entries, the entries it lost.
+    old = driver.execute_script(CUT_LINES)
+    assert old == {
+        str(server): [
+            ["?", "q"] if term is None else [str(term), f"t{term % 10} x"]
+            for term in cut.old
+        ]
+        for server, cut in cuts.items()
+    }
 
 
 SCROLL_TO = """
@@ -402,7 +440,7 @@ def test_the_slider_and_a_row_choose_the_moment(
     page, timeline, history = replace_page
     browser.get(page.url)
     last = len(timeline.rows) - 1
-    check_panel(browser, history, last)
+    check_panel(browser, history, opening_row(timeline))
     # Drag the slider a third of the way: the panel shows the last row at
     # or before the time it points to.
     slider = browser.find_element(By.ID, "slider")
@@ -429,21 +467,148 @@ def test_the_slider_and_a_row_choose_the_moment(
     choose_row(browser, op.row - 1)
     check_panel(browser, history, op.row - 1)
     save_screenshot(browser, tmp_path / "replace-before.png")
+    choose_row(browser, op.row)
+    check_panel(browser, history, op.row)
+    save_screenshot(browser, tmp_path / "replace-after.png")
     # The README's picture: that moment in a smaller window.
     size = browser.get_window_size()
     resize(browser, 1100, 700)
     try:
-        choose_row(browser, op.row - 1)
-        check_panel(browser, history, op.row - 1)
+        choose_row(browser, op.row)
+        check_panel(browser, history, op.row)
         save_screenshot(browser, tmp_path / "viz.png")
     finally:
         resize(browser, size["width"], size["height"])
-    choose_row(browser, op.row)
-    check_panel(browser, history, op.row)
-    save_screenshot(browser, tmp_path / "replace-after.png")
     # The step buttons move one shown row.
     browser.find_element(By.ID, "prev").click()
     check_panel(browser, history, op.row - 1)
+
+
+def moment(driver: WebDriver) -> int:
+    """The row the page shows the cluster after."""
+    found = re.match(r"after row (\d+) of", driver.find_element(By.ID, "at").text)
+    assert found is not None
+    return int(found[1]) - 1
+
+
+def jump(driver: WebDriver, kind: str, step: int) -> bool:
+    """Click a jump button (unless it is disabled); whether it was enabled."""
+    button = driver.find_element(
+        By.CSS_SELECTOR, f"button[data-jump={kind}][data-step='{step}']"
+    )
+    if not button.is_enabled():
+        return False
+    driver.execute_script("arguments[0].click()", button)
+    return True
+
+
+def test_the_page_opens_at_the_first_check_and_jumps_between_moments(
+    browser: WebDriver, replace_page: Any
+) -> None:
+    page, timeline, history = replace_page
+    browser.get(page.url)
+    # Not at the last row, where every server is Dead: at the first check,
+    # where a leader has been found.
+    opening = opening_row(timeline)
+    assert timeline.rows[opening].entry.message.startswith("check_single_leader -> ")
+    assert moment(browser) == opening
+    check_panel(browser, history, opening)
+    assert State.LEADER in timeline.rows[opening].states
+    # Each kind of jump goes through its rows, forward then back, and is
+    # disabled past the last one.
+    rows = jumps(timeline, history)
+    assert all(rows[kind] for kind in ("test", "state", "commit", "cut"))
+    for kind, listed in rows.items():
+        forward = [r for r in listed if r > opening]
+        visited = []
+        while jump(browser, kind, 1):
+            visited.append(moment(browser))
+        assert visited == forward, kind
+        check_panel(browser, history, visited[-1])
+        back = []
+        while jump(browser, kind, -1):
+            back.append(moment(browser))
+        assert back == listed[:-1][::-1], kind
+        # Back to where it started, for the next kind.
+        choose_row(browser, opening)
+    # What each jump finds: the test's lines, state changes, commits and
+    # truncations, as the history tells them.
+    assert rows["test"] == [m.row for m in timeline.markers]
+    assert rows["cut"] == sorted({t.row for t in history.truncations})
+    assert rows["commit"] == sorted({first for first, _ in history.committed})
+
+
+def test_the_log_boxes_show_commands_on_request(
+    browser: WebDriver, replace_page: Any
+) -> None:
+    page, timeline, history = replace_page
+    browser.get(page.url)
+    last_commit = jumps(timeline, history)["commit"][-1]
+    choose_row(browser, last_commit)
+    browser.execute_script("arguments[0].click()", browser.find_element(By.ID, "cmds"))
+    views = history.at(last_commit)
+    for server, _, first, boxes, _ in browser.execute_script(PANEL):
+        log = views[server].log
+        assert [text for text, _ in boxes] == [
+            history.commands[first + k, term] for k, term in enumerate(log[first:])
+        ]
+
+
+# The overview strip's marks of safety violations, and their colour.
+VIOLATION_MARKS = """
+return Array.from(document.querySelectorAll("#overview .mk.k-violation"))
+  .map((mark) => getComputedStyle(mark).backgroundColor);
+"""
+
+
+def test_a_fail_page_says_why_at_the_top(
+    browser: WebDriver, failing_log: str, tmp_path: Path
+) -> None:
+    run = parse_log(failing_log.splitlines())
+    site = write_site(run, tmp_path)
+    (test,) = run.tests
+    timeline = build_timeline(test)
+    history = build_history(timeline)
+    violations = [m for m in timeline.markers if m.kind == "violation"]
+    assert len(violations) >= 2
+    browser.get(site.pages[0].url)
+    why = browser.find_element(By.ID, "why")
+    # At the top, in view without scrolling: the failure and its first
+    # violation.
+    assert why.location["y"] + why.size["height"] < 700
+    assert why.text.startswith("Why it failed\npart3.harness.SafetyViolationError: ")
+    assert "Leader Completeness: server" in why.text
+    assert f"Safety violation, first of {len(violations)}" in why.text
+    assert browser.find_element(By.CSS_SELECTOR, "p.doc").text.startswith(
+        "Figure 8 of the paper, on servers that commit an entry of an earlier"
+    )
+    # Red marks on the strip, one per violation.
+    red = "rgb({}, {}, {})".format(*rgb(MARKER_COLOURS["violation"]))
+    assert browser.execute_script(VIOLATION_MARKS) == [red] * len(violations)
+    save_screenshot(browser, tmp_path / "fail.png")
+    # The link goes to the violation's row: the panel shows that moment.
+    why.find_element(By.CSS_SELECTOR, "a[data-row]").click()
+    assert moment(browser) == violations[0].row
+    check_panel(browser, history, violations[0].row)
+    flashed = browser.find_element(By.CSS_SELECTOR, "tr.flash")
+    assert flashed.get_attribute("id") == f"r{violations[0].row}"
+    assert "VIOLATION Leader Completeness" in flashed.text
+    save_screenshot(browser, tmp_path / "fail-violation.png")
+
+
+def test_the_log_of_a_cluster_run_by_hand_opens_before_the_end(
+    browser: WebDriver, hand_run_log: Path, tmp_path: Path
+) -> None:
+    run = parse_log(hand_run_log.read_text().splitlines())
+    site = write_site(run, tmp_path)
+    timeline = build_timeline(run.tests[0])
+    browser.get(site.pages[0].url)
+    # Ctrl-C stops every service: the page opens at the last moment before.
+    opening = opening_row(timeline)
+    assert set(timeline.rows[-1].states) == {State.DEAD}
+    assert moment(browser) == opening < len(timeline.rows) - 1
+    assert set(timeline.rows[opening].states) != {State.DEAD}
+    check_panel(browser, build_history(timeline), opening)
 
 
 def test_the_benchmark_times_pages_in_the_browser(

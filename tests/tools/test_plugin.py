@@ -20,6 +20,9 @@ log = logging.getLogger("raft")
 
 
 def test_pass():
+    '''A leader is <em>elected</em>.
+
+    In one term.'''
     log.debug("[0] becomes Candidate (currentTerm=1)")
     log.debug("[TEST] <script>window.pwned = 1</script>")
     log.debug("[0] becomes Leader; term=1")
@@ -68,7 +71,7 @@ def test_one_command_on_a_real_test(tmp_path: Path) -> None:
         f"index: {(outdir / 'index.html').as_uri()}",
     ]
     html = page.read_text(encoding="utf-8")
-    assert "<title>test_election_basic — PASS</title>" in html
+    assert "<title>part1 · test_election_basic — PASS</title>" in html
     assert "becomes Leader; term=" in html
     assert "<th>0<th>1<th>2</table>" in html
 
@@ -101,10 +104,16 @@ def test_statuses_escaping_and_a_test_without_raft_lines(
     )
     passed = (outdir / "test_pass.html").read_text(encoding="utf-8")
     assert "&lt;script&gt;window.pwned = 1&lt;/script&gt;" in passed
+    # The frames bring each test's id and docstring, and why one failed.
+    assert (
+        "<p class=doc>A leader is &lt;em&gt;elected&lt;/em&gt;.\n\nIn one term.</p>"
+        in passed
+    )
     assert "<th>0</table>" in passed
     assert passed.count("<tr class=") == 3
     failed = (outdir / "test_fail.html").read_text(encoding="utf-8")
     assert "<title>test_fail — FAIL</title>" in failed
+    assert "<pre>AssertionError: no leader\nassert False</pre>" in failed
     assert "becomes Candidate (currentTerm=2)" in failed
     # A message's second line is not a line of its own, nor malformed.
     assert failed.count("<tr class=") == 1
