@@ -55,7 +55,9 @@ def test_two_step_workflow_on_a_real_log(real_log: str, tmp_path: Path) -> None:
         url = (outdir / f"{name}.html").resolve().as_uri()
         row = next(line for line in lines if f" {name} " in line)
         # test, status, duration, servers, entries, page URL
-        assert re.search(rf"{name} +│ PASS +│ +\d+\.\d\ds │ +3 │ +\d+ │ {url} ", row)
+        assert re.search(
+            rf"│ part1 · {name} +│ PASS +│ +\d+\.\d\ds │ +3 │ +\d+ │ {url} ", row
+        )
     index = (outdir / "index.html").resolve()
     assert f"index: {index.as_uri()}" in lines
     assert index.exists()
@@ -164,7 +166,7 @@ def test_terminal_view_of_a_real_test(real_log: str, tmp_path: Path) -> None:
     assert status == 0
     lines = out.splitlines()
     assert lines[0].startswith("─")
-    assert f"{name} — PASS" in lines[0]
+    assert f" part1 · {name} — PASS " in lines[0]
     assert re.match(r"ms +│TEST +│0 +│1 +│2 +│$", lines[2])
     assert any("│Disconnect " in line for line in lines)
     assert any("becomes Leader; term=" in line for line in lines)

@@ -186,7 +186,7 @@ def summary_table(site: Site) -> Table:
     for page in site.pages:
         test = page.test
         table.add_row(
-            Text(test.name),
+            Text(test.title),
             Text(test.status, style=STATUS_STYLE.get(test.status, "bold red")),
             format_duration(test),
             str(len(test.servers)),
