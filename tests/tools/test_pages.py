@@ -455,3 +455,15 @@ def test_the_page_s_scripts_and_style_come_from_the_package_s_files() -> None:
         # Inline, nothing in them may end their element early.
         assert "</script" not in text
         assert "</style" not in text
+
+
+def test_a_log_without_test_lines_opens_before_its_servers_stop() -> None:
+    test = one_test(
+        "12:00:00.000000 [0] becomes Leader; term=1, log=[]",
+        "12:00:00.100000 [1] becomes Dead",  # crashed by hand
+        "12:00:00.200000 [1] becomes Follower; term=1",  # and back
+        "12:00:00.300000 [0] leader sends heartbeats",
+        "12:00:00.400000 [0] becomes Dead",  # Ctrl-C: all of them stop
+        "12:00:00.400100 [1] becomes Dead",
+    )
+    assert page_data(render_page(build_timeline(test)))["open"] == 3

@@ -258,8 +258,11 @@ def _column_rules(timeline: Timeline) -> str:
 
 def _meta(timeline: Timeline) -> str:
     test = timeline.test
+    duration = (
+        "" if test.duration is None else f"pytest duration {format_duration(test)} · "
+    )
     return (
-        f"<p class=meta>pytest duration {format_duration(test)} · "
+        f"<p class=meta>{duration}"
         f"{len(timeline.servers)} servers · {len(timeline.rows)} log lines · "
         f"log span {timeline.span_ms:.1f} ms · "
         "<a href=index.html>all tests of the run</a></p>\n"
@@ -475,8 +478,8 @@ def opening_row(timeline: Timeline) -> int:
     """The row a page opens at: the test's first check or fault (something
     happened by then), else its first action (a TEST line after the
     cluster starts). Without one (a log of a cluster run by hand), the last
-    row at which some server is not Dead (at the end, all are); or the last
-    row (-1 if none)."""
+    row before the servers stop, one after the other, at the end of the log
+    (-1 if there is no row)."""
     markers = timeline.markers
     for marker in markers:
         if marker.kind in _OPENING:
@@ -484,13 +487,15 @@ def opening_row(timeline: Timeline) -> int:
     for marker in markers:
         if not marker.text.startswith("New cluster"):
             return marker.row
-    rows = timeline.rows
-    alive = (
-        n
-        for n in range(len(rows) - 1, -1, -1)
-        if any(state is not State.DEAD for state in rows[n].states)
-    )
-    return next(alive, len(rows) - 1)
+    dead = [row.states.count(State.DEAD) for row in timeline.rows]
+    # Back over the rows from which fewer and fewer servers are alive, then
+    # forward to the last one before the first of them stopped.
+    n = len(dead) - 1
+    while n > 0 and dead[n - 1] <= dead[n]:
+        n -= 1
+    while n + 1 < len(dead) and dead[n + 1] == dead[n]:
+        n += 1
+    return n
 
 
 def _append_table(
