@@ -147,6 +147,12 @@ LATE_CONFTEST = """
 import logging
 
 
+def pytest_collection_modifyitems(items):
+    # Before any test's frame, as a test module that runs a cluster while
+    # pytest collects it (to count a scenario's cases, say) would.
+    logging.getLogger("raft").debug("[0] becomes Leader; term=1")
+
+
 def pytest_runtest_logfinish(nodeid):
     # After the test's frame closed, as a server's thread that finishes
     # its work late would.

@@ -163,7 +163,8 @@ class RunLog:
     outside_lines: int = 0
     """Log lines outside every test's frame that are neither late lines of
     a test nor in pytest's "Captured log" sections (which repeat lines of
-    the frames): lines before the first frame, say. Ignored."""
+    the frames): lines logged before the first frame, while pytest
+    collected the tests, and late lines that do not parse. Ignored."""
 
     @property
     def late_lines(self) -> int:
@@ -360,10 +361,11 @@ MAX_REPORTED = 10
 
 
 def skipped_report(run: RunLog) -> list[str]:
-    """Lines telling what the parser skipped or ignored, for the reader.
+    """Lines telling the reader which lines of a test's frame were skipped.
 
-    Late lines (logged after their test ended) are not in it: they are no
-    fault of the log, and each test's page lists its own."""
+    Lines outside the frames are no fault of the log, and not in it: a
+    test's late lines are listed on its page; lines logged while pytest
+    collected the tests (before the first frame) belong to no test."""
     report: list[str] = []
     malformed = run.malformed
     if malformed:
@@ -375,12 +377,6 @@ def skipped_report(run: RunLog) -> list[str]:
             )
         if len(malformed) > MAX_REPORTED:
             report.append(f"  ... and {len(malformed) - MAX_REPORTED} more")
-    if run.outside_lines:
-        plural = "s" if run.outside_lines > 1 else ""
-        report.append(
-            f"ignored {run.outside_lines} log line{plural} outside the tests' "
-            "frames (before the first test, say)"
-        )
     return report
 
 
