@@ -25,7 +25,12 @@ import pytest
 from rich.console import Console
 
 from tools.raft_testlog_viz import browser as viz_browser
-from tools.raft_testlog_viz.assets import MARKER_COLOURS, MESSAGE_COLOURS
+from tools.raft_testlog_viz.assets import (
+    MARKER_COLOURS,
+    MESSAGE_COLOURS,
+    asset,
+    colour_rules,
+)
 from tools.raft_testlog_viz.cli import main
 from tools.raft_testlog_viz.cluster import History, LogOp, ServerView, build_history
 from tools.raft_testlog_viz.messages import HEARTBEAT, REPLY, Message
@@ -610,6 +615,80 @@ def test_the_log_of_a_cluster_run_by_hand_opens_before_the_end(
     assert State.DEAD not in timeline.rows[opening].states
     assert timeline.rows[opening + 1].states.count(State.DEAD) == 1
     check_panel(browser, build_history(timeline), opening)
+
+
+LIVE_PAGE = """<!doctype html><html><head><meta charset=utf-8>
+<style>{style}</style></head><body><div id=panel></div>
+<script>{script}</script><script>
+// What a live page does: no log, only states it receives.
+const panel = window.panel = window.RaftPanel.create(
+  document.getElementById("panel"), {{
+  servers: [0, 1, 2], hasLog: true,
+  command: (index, term) => "cmd" + index + "/" + term,
+}});
+window.show = (views, hidden) => panel.show({{
+  views: views.map((v) => ({{...v, peers: new Map(v.peers)}})),
+  hidden: new Set(hidden),
+  committed: (index, term) => index < 1 && term === 1,
+}}, true);
+</script></body></html>
+"""
+
+
+def test_the_cluster_panel_shows_states_it_is_given(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    # One panel, one source: panel.js alone, driven without a log.
+    page = tmp_path / "live.html"
+    page.write_text(
+        LIVE_PAGE.format(
+            style=asset("panel.css") + colour_rules(), script=asset("panel.js")
+        ),
+        encoding="utf-8",
+    )
+    browser.get(page.as_uri())
+    browser.execute_script(
+        "window.show(arguments[0], arguments[1])",
+        [
+            {
+                "state": "L",
+                "term": 2,
+                "log": [1, 2],
+                "commit": 0,
+                "peers": [[1, [2, 1]], [2, [1, 0]]],
+                "cut": None,
+            },
+            {
+                "state": "F",
+                "term": 2,
+                "log": [1, 2],
+                "commit": 0,
+                "peers": [],
+                "cut": {"start": 1, "old": [1, 1]},
+            },
+            {
+                "state": "D",
+                "term": 1,
+                "log": [1],
+                "commit": -1,
+                "peers": [],
+                "cut": None,
+            },
+        ],
+        [2],
+    )
+    shown = browser.execute_script(PANEL.replace("#cluster", "#panel"))
+    assert shown == [
+        [0, "0Leadert2 c0", 0, [["1", "t1 c ci"], ["2", "t2 u"]], "1: 2/1 · 2: 1/0"],
+        [1, "1Followert2 c0", 0, [["1", "t1 c ci"], ["2", "t2 u n"]], ""],
+    ]
+    assert browser.execute_script(CUT_LINES.replace("#cluster", "#panel")) == {
+        "1": [["1", "t1 x"], ["1", "t1 x"]]
+    }
+    # Commands instead of terms, for the live page too.
+    browser.execute_script("window.panel.showCommands(true)")
+    boxes = browser.execute_script(PANEL.replace("#cluster", "#panel"))[0][3]
+    assert [text for text, _ in boxes] == ["cmd0/1", "cmd1/2"]
 
 
 def test_the_benchmark_times_pages_in_the_browser(
