@@ -52,13 +52,21 @@ class LogFramer:
         self.reporter = reporter
         self.frames = TestFrames()
 
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        self.frames.collected(item)
+
     def pytest_runtest_logstart(self, nodeid: str) -> None:
-        self.reporter.write_line(self.frames.start(nodeid))
+        self.write(self.frames.start(nodeid))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        line = self.frames.end(report)
-        if line is not None:
-            self.reporter.write_line(line)
+        self.write(self.frames.end(report))
+
+    def write(self, lines: list[str]) -> None:
+        # In one write: a line that a server's thread logs meanwhile comes
+        # before or after the frame's lines, not in between.
+        if lines:
+            self.reporter.ensure_newline()
+            self.reporter.write("\n".join(lines) + "\n", flush=True)
 
 
 @pytest.hookimpl(trylast=True)  # after the terminal reporter is set up
