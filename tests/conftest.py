@@ -21,7 +21,11 @@ import pytest
 from tools.raft_testlog_viz.frames import TestFrames
 from tools.threadcheck import leaked_threads
 
-pytest_plugins = ["pytester", "tools.raft_testlog_viz.pytest_plugin"]
+pytest_plugins = [
+    "pytester",
+    "tools.raft_testlog_viz.pytest_plugin",
+    "tools.sim.pytest_plugin",
+]
 
 _make_record = logging.getLogRecordFactory()
 
