@@ -85,7 +85,7 @@ def reclaim_test_path(config: pytest.Config, value: str) -> None:
     config.args.insert(sum(arg in before for arg in config.args), value)
 
 
-def test_seed(seed: int, nodeid: str) -> int:
+def seed_for(seed: int, nodeid: str) -> int:
     """The seed of the test ``nodeid`` in a session of seed ``seed``."""
     digest = hashlib.sha256(f"{seed} {nodeid}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % SEED_LIMIT
@@ -176,7 +176,7 @@ class SimulatedTests:
         if stage is not None:
             seed = self.forced
             if seed is None:
-                seed = test_seed(self.seed, item.nodeid)
+                seed = seed_for(self.seed, item.nodeid)
             self.run = SimulatedRun(item, stage, seed)
             self.run.start()
         return (yield from self.timed("setup"))

@@ -856,7 +856,9 @@ def _time_module(sim: Simulation) -> types.ModuleType:
 RANDOM_FUNCTIONS = [
     name
     for name in real_random.__all__
-    if isinstance(getattr(real_random, name), types.MethodType)
+    if isinstance(
+        getattr(getattr(real_random, name), "__self__", None), real_random.Random
+    )
     and name not in ("seed", "getstate", "setstate")
 ]
 """The functions of ``random`` that draw from its hidden generator."""
