@@ -97,7 +97,10 @@ def run_test(test_id: str, seed: int) -> Outcome:
     start = time.perf_counter()
     try:
         with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            pytest.main([test_id, "-q", "-p", "no:cacheprovider", "--sim"], [recorder])
+            pytest.main(
+                [test_id, "-q", "--tb=short", "-p", "no:cacheprovider", "--sim"],
+                [recorder],
+            )
     finally:
         del os.environ[SEED_ENV]
     if recorder.problem:

@@ -49,9 +49,9 @@ WALL_CLOCK_START = datetime.datetime(2000, 1, 1).timestamp()
 time, so that a simulated run's log reads 00:00:00.000000 at its start."""
 
 STAY = 0.75
-"""How likely a thread that could go on at a switch point does. Each
-switch hands the baton from one OS thread to another, which costs a few
-microseconds; but every order of the runnable threads stays possible."""
+"""How likely a thread that can go on at a switch point does. A switch
+hands the baton from one OS thread to another, which costs microseconds;
+staying more often than not keeps every order of the threads possible."""
 
 ABORT_GRACE = 5.0
 """Real seconds a thread still alive when its simulation ends is given to
@@ -153,6 +153,7 @@ class Simulation:
             raise RuntimeError("a simulation is running already")
         _active = self
         self.main._setup(self, "MainThread", None, (), {}, daemon=False)
+        self.main._gate.acquire()
         self.main._started = True
         self.runnable[self.main] = None
         self.main._ident = real_threading.get_ident()
@@ -304,8 +305,8 @@ class Simulation:
         lines = [f"{headline} (at {self.now:.6f} s):"]
         for thread in self.threads:
             frame = frames.get(thread._ident or 0)
-            waits = thread._waiting_on or "nothing (runnable)"
-            lines.append(f"  {thread.name} waits in {waits} at {_program_line(frame)}")
+            where = _program_line(frame)
+            lines.append(f"  {thread.name} waits in {thread._waiting_on} at {where}")
         return "\n".join(lines)
 
     # --- Virtual time -------------------------------------------------------
@@ -390,10 +391,10 @@ class Thread:
         self._target = target
         self._args = tuple(args)
         self._kwargs = kwargs
-        # The gate this thread waits at for the baton, closed; start() gives
-        # the thread a worker OS thread, and the worker's gate.
+        # The gate this thread waits at for the baton (a real lock, locked
+        # while it may not run): its own for the main thread, its worker's
+        # for the others, from start() on.
         self._gate = real_threading.Lock()
-        self._gate.acquire()
         self._worker: Worker | None = None
         self._ident: int | None = None
         self._started = False
@@ -559,7 +560,8 @@ class Lock:
             raise RuntimeError("release unlocked lock")
         self._owner = None
         if self._waiters and not self._sim.over:
-            pick = self._sim.schedule.randrange(len(self._waiters))
+            count = len(self._waiters)
+            pick = self._sim.schedule.randrange(count) if count > 1 else 0
             self._sim.wake(self._waiters.pop(pick))
 
     def locked(self) -> bool:
