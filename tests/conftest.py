@@ -29,6 +29,15 @@ pytest_plugins = [
 
 _make_record = logging.getLogRecordFactory()
 
+# Every record is kept, at DEBUG level, and a busy test makes a hundred
+# thousand: skip what the log format never shows (the caller's file and
+# line, the thread and the process), which logging otherwise looks up for
+# each record.
+logging._srcfile = None
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
+
 
 def _record_with_raft_time(*args: Any, **kwargs: Any) -> logging.LogRecord:
     """Give every log record a ``raft_time`` field: ``HH:MM:SS.ffffff``.
