@@ -13,7 +13,6 @@ import contextlib
 import io
 import logging
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -93,16 +92,14 @@ def run_test(test_id: str, seed: int) -> Outcome:
     BadTestIdError if it names no such test."""
     recorder = Recorder()
     output = io.StringIO()
-    os.environ[SEED_ENV] = str(seed)
+    args = [test_id, "-q", "--tb=short", "-p", "no:cacheprovider", "--sim"]
     start = time.perf_counter()
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SEED_ENV, str(seed))
         with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            pytest.main(
-                [test_id, "-q", "--tb=short", "-p", "no:cacheprovider", "--sim"],
-                [recorder],
-            )
-    finally:
-        del os.environ[SEED_ENV]
+            exit_code = pytest.main(args, [recorder])
+    if exit_code == pytest.ExitCode.INTERNAL_ERROR:
+        raise RuntimeError(f"pytest failed:\n{output.getvalue()}")
     if recorder.problem:
         raise BadTestIdError(f"{test_id}: {recorder.problem}")
     if not recorder.items:
