@@ -4,9 +4,10 @@ The stages write ``threading.Thread(...)``, ``time.sleep(...)``,
 ``random.uniform(...)``, ``queue.Queue()``: each looks a name up in its
 module's globals at the moment of the call. For the length of a run,
 ``installed`` binds those four names, in the modules of the stage under
-test and of its tests, to a simulation's stand-ins, and puts the real
-modules back afterwards, also when the run fails. Nothing else changes:
-pytest, logging and every other module keep the real ones.
+test, of its tests and of the thread-leak check (``run_modules``), to a
+simulation's stand-ins, and puts the real modules back afterwards, also
+when the run fails. Nothing else changes: pytest, logging and every other
+module keep the real ones.
 
 Three more things make two runs of one seed the same, byte for byte:
 
