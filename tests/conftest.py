@@ -25,9 +25,19 @@ pytest_plugins = [
     "pytester",
     "tools.raft_testlog_viz.pytest_plugin",
     "tools.lincheck.pytest_plugin",
+    "tools.sim.pytest_plugin",
 ]
 
 _make_record = logging.getLogRecordFactory()
+
+# Every record is kept, at DEBUG level, and a busy test makes a hundred
+# thousand: skip what the log format never shows (the caller's file and
+# line, the thread and the process), which logging otherwise looks up for
+# each record.
+logging._srcfile = None
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
 
 
 def _record_with_raft_time(*args: Any, **kwargs: Any) -> logging.LogRecord:
