@@ -32,6 +32,7 @@ from tools.lincheck import (
     load_history,
     parse_history,
     render_page,
+    view,
 )
 from tools.lincheck.generate import generate, plant_stale_read
 from tools.lincheck.model import kv_apply
@@ -771,6 +772,20 @@ def test_the_page_is_self_contained_and_escapes_the_history() -> None:
     assert "&lt;b&gt;k&lt;/b&gt;" in page
     assert "&lt;script&gt;" in page
     assert page.count("<script>") == 1
+
+
+def test_the_page_s_style_and_script_are_view_css_and_view_js() -> None:
+    page = render_page(check(stale_read_history()))
+    package = Path(view.__file__).parent
+    style = (package / "view.css").read_text(encoding="utf-8")
+    script = (package / "view.js").read_text(encoding="utf-8")
+    assert ".op.blocked{" in style
+    assert 'addEventListener("mouseover"' in script
+    assert f"<style>{style}</style>" in page
+    assert f"<script>{script}</script>" in page
+    # Inline, nothing in them may end their element early.
+    assert "</style" not in style
+    assert "</script" not in script
 
 
 def test_the_page_of_a_big_history_takes_time_in_proportion() -> None:

@@ -10,8 +10,7 @@ test's can show too.
 
 from __future__ import annotations
 
-import functools
-from importlib import resources
+from tools.package_files import package_text
 
 STATE_COLOURS = {
     "F": "#ffffff",
@@ -61,10 +60,9 @@ TERM_COLOURS = [
 knows there are ten)."""
 
 
-@functools.cache
 def asset(name: str) -> str:
     """The text of one of the package's files, such as ``page.js``."""
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    return package_text(__package__, name)
 
 
 def colour_rules() -> str:
