@@ -20,7 +20,6 @@ import datetime
 import fcntl
 import logging
 import signal
-import sqlite3
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,7 +28,7 @@ from pathlib import Path
 from part3.storage import MapStorage, Storage
 
 from .kvservice import KVService
-from .sqlitestorage import SqliteStorage
+from .sqlitestorage import SqliteStorage, StorageError
 
 CLUSTER_SIZE = 3
 """How many services the cluster has."""
@@ -159,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BlockingIOError:
         print(f"error: {args.data_dir} is in use by another cluster", file=sys.stderr)
         return 1
-    except (OSError, sqlite3.Error) as error:  # a port in use, a bad directory
+    except (OSError, StorageError) as error:  # a port in use, a bad directory
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

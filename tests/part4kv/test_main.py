@@ -214,6 +214,20 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in cluster.stderr()
 
 
+def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
+        cluster.start()
+        assert cluster.stop(signal.SIGINT) == 0
+    (data_dir / "service-1.sqlite").write_text("not a database\n" * 100)
+    with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
+        assert cluster.process.wait(timeout=START_DEADLINE) == 1
+    assert cluster.stderr() == (
+        f"error: opening {data_dir / 'service-1.sqlite'} failed: "
+        "file is not a database\n"
+    )
+
+
 @pytest.mark.parametrize(
     "args", [["--port", "70000"], ["--port", "x"], ["--data-dir"], ["extra"]]
 )
