@@ -388,8 +388,11 @@ class ConsensusModule:
     def run_election_timer(self) -> None:
         """Start an election if no leader is heard from for a whole timeout.
 
-        One timer runs per term: it ends when the CM becomes leader or moves
-        to another term (whoever changed the term started a new timer).
+        A timer ends when the CM becomes leader or its term changes; whoever
+        changes the term starts the next one. A candidate that steps down in
+        its own term starts a second timer while its first still runs: both
+        count from the same election_reset_event, the first to time out
+        starts an election, and the other then sees the new term and ends.
         """
         timeout = self.election_timeout()
         with self.mu:

@@ -6,6 +6,10 @@ Storage each time it changes, before the server answers or sends anything
 that depends on it, and is restored when the server restarts. A restarted
 server therefore keeps its vote (no second vote in a term) and its log.
 
+A write that fails (a full disk) stops the server at once, as a crash
+would: a server must never vote or acknowledge on the strength of state that
+may not be on disk.
+
 A follower whose log conflicts with the leader's now also tells the leader
 where the conflict starts, so the leader backs up a whole term at a time
 instead of one entry per round trip.
@@ -17,6 +21,7 @@ field of the ConsensusModule is guarded by its one lock, ``mu``.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
@@ -27,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVarTuple
+from typing import Any, NoReturn, Protocol, TypeVarTuple
 
 from .storage import Storage
 
@@ -141,6 +146,15 @@ class AppendEntriesReply:
     conflict_term: int = -1
 
 
+class StorageFailedError(ConnectionError):
+    """A storage write failed, so the CM stopped (see ``fail_stop``).
+
+    It is a ConnectionError because that is what the caller of a dead
+    server sees: an RPC handler that raises it gives no answer at all, as
+    if the message had been lost.
+    """
+
+
 class PeerCaller(Protocol):
     """What a ConsensusModule needs from its server: a way to call a peer."""
 
@@ -189,6 +203,8 @@ class ConsensusModule:
         self.storage = storage
         # The length of the log as last saved to storage.
         self.saved_log_length = 0
+        # The error of the storage write that stopped this CM, if one did.
+        self.storage_error: Exception | None = None
         self.ready = ready
         self.commit_chan = commit_chan
 
@@ -244,7 +260,10 @@ class ConsensusModule:
                 return -1
             self.log.append(LogEntry(command=command, term=self.current_term))
             index = len(self.log) - 1
-            self.persist_to_storage(log_changed_from=index)
+            try:
+                self.persist_to_storage(log_changed_from=index)
+            except StorageFailedError:
+                return -1
             self.dlog("... log index=%s", index)
             self.trigger_ae()
             return index
@@ -288,18 +307,48 @@ class ConsensusModule:
           the entries that stay, then writes the new entries and their
           length. A crash in between restores the shorter log, never a new
           entry followed by the stale ones it replaced.
+
+        A write that fails (a full disk, a broken one) stops the CM: see
+        ``fail_stop``.
         """
-        if log_changed_from is None:
-            term_and_vote = (self.current_term, self.voted_for)
-            self.storage.set("termAndVote", pickle.dumps(term_and_vote))
-            return
-        if log_changed_from < self.saved_log_length:
-            self.storage.set("logLength", pickle.dumps(log_changed_from))
-        for i in range(log_changed_from, len(self.log)):
-            entry = self.log[i]
-            self.storage.set(f"log/{i}", pickle.dumps((entry.command, entry.term)))
-        self.storage.set("logLength", pickle.dumps(len(self.log)))
-        self.saved_log_length = len(self.log)
+        try:
+            if log_changed_from is None:
+                term_and_vote = (self.current_term, self.voted_for)
+                self.storage.set("termAndVote", pickle.dumps(term_and_vote))
+                return
+            if log_changed_from < self.saved_log_length:
+                self.storage.set("logLength", pickle.dumps(log_changed_from))
+            for i in range(log_changed_from, len(self.log)):
+                entry = self.log[i]
+                command_and_term = pickle.dumps((entry.command, entry.term))
+                self.storage.set(f"log/{i}", command_and_term)
+            self.storage.set("logLength", pickle.dumps(len(self.log)))
+            self.saved_log_length = len(self.log)
+        except Exception as error:
+            self.fail_stop(error)
+
+    def fail_stop(self, error: Exception) -> NoReturn:
+        """Stop for good because a storage write failed. Expects ``mu`` held.
+
+        Memory now holds a term, a vote or entries that storage may lack, and
+        nothing tells which writes got through. Answering, voting or
+        acknowledging on the strength of them could break Raft's promises
+        after a restart (a vote given twice, an acknowledged entry gone), so
+        the CM stops at once, as a crash would stop it: it becomes Dead and
+        raises StorageFailedError, which unwinds whatever called
+        persist_to_storage. An RPC handler then gives no answer, ``submit``
+        returns -1, and a thread of the CM ends. A new incarnation on the
+        same storage restores what did reach it, a state Raft allows (see
+        persist_to_storage).
+        """
+        self.storage_error = error
+        self.state = CMState.DEAD
+        self.dlog("becomes Dead: storage write failed: %s", error)
+        self.wakeup.notify_all()
+        self.new_commit_ready.notify_all()
+        raise StorageFailedError(
+            f"server {self.id} stopped: a storage write failed: {error}"
+        ) from error
 
     def restore_from_storage(self) -> None:
         """Load the state persist_to_storage saved. Expects ``mu`` held, or
@@ -340,8 +389,15 @@ class ConsensusModule:
 
     def spawn(self, name: str, target: Callable[[*Ts], None], *args: *Ts) -> None:
         """Run ``target(*args)`` on a new thread (the ``go`` statement of the
-        Go original). Its name starts with the CM's id, to find it in a dump."""
-        thread = threading.Thread(target=target, args=args, name=f"cm{self.id}-{name}")
+        Go original). Its name starts with the CM's id, to find it in a dump.
+        A thread whose storage write failed just ends: the CM has stopped,
+        and ``fail_stop`` logged why."""
+
+        def run() -> None:
+            with contextlib.suppress(StorageFailedError):
+                target(*args)
+
+        thread = threading.Thread(target=run, name=f"cm{self.id}-{name}")
         thread.daemon = True
         thread.start()
 
@@ -351,7 +407,8 @@ class ConsensusModule:
         """Handle a RequestVote RPC: grant at most one vote per term.
 
         A stopped CM does not answer: the call fails with ConnectionError,
-        as if the message had been lost.
+        as if the message had been lost. So does a CM whose storage write
+        fails while it handles the call (StorageFailedError).
         """
         with self.mu:
             if self.state == CMState.DEAD:
@@ -498,8 +555,11 @@ class ConsensusModule:
     def run_election_timer(self) -> None:
         """Start an election if no leader is heard from for a whole timeout.
 
-        One timer runs per term: it ends when the CM becomes leader or moves
-        to another term (whoever changed the term started a new timer).
+        A timer ends when the CM becomes leader or its term changes; whoever
+        changes the term starts the next one. A candidate that steps down in
+        its own term starts a second timer while its first still runs: both
+        count from the same election_reset_event, the first to time out
+        starts an election, and the other then sees the new term and ends.
         """
         timeout = self.election_timeout()
         with self.mu:

@@ -1,4 +1,4 @@
-"""Persistence survives a crash at any instant.
+"""Persistence survives a crash at any instant, and a failed write.
 
 A server can die between any two ``Storage.set`` calls. These tests crash a
 CM's storage after its k-th write, for every k through a scenario, and check
@@ -7,10 +7,16 @@ allows: the state before the write that was cut short, the state after it,
 or, while a conflicting suffix is being replaced, the log cut back to the
 entries that stay. Never a new term with the vote of an old one, and never a
 new entry followed by the stale ones it replaced.
+
+A write can also fail while the server lives on (a full disk). Then the CM
+must stop as if it had crashed: the same tests make the k-th write fail
+once, with later writes working again, and check that the CM answers and
+writes nothing more, so that what it left is again a state Raft allows.
 """
 
 from __future__ import annotations
 
+import errno
 import queue
 import threading
 from collections.abc import Callable
@@ -18,7 +24,15 @@ from typing import NamedTuple
 
 import pytest
 
-from part3.raft import AppendEntriesArgs, ConsensusModule, LogEntry, RequestVoteArgs
+from part3.harness import Harness
+from part3.raft import (
+    AppendEntriesArgs,
+    CMState,
+    ConsensusModule,
+    LogEntry,
+    RequestVoteArgs,
+    StorageFailedError,
+)
 from part3.storage import MapStorage
 
 
@@ -102,7 +116,7 @@ def run(storage: CrashingStorage) -> tuple[list[State], list[int]]:
     try:
         for step in SCENARIO:
             step(cm)
-    except CrashError:
+    except StorageFailedError:  # the storage crashed: so did the CM
         pass
     finally:
         cm.stop()
@@ -157,3 +171,128 @@ def test_a_crash_at_any_write_restores_a_state_raft_allows(crash_at: int) -> Non
     )
     terms = [entry.term for entry in restored.log]
     assert terms == sorted(terms), f"a log's terms never go down: {restored.log}"
+
+
+class FailingStorage(MapStorage):
+    """A MapStorage whose ``fail_at``-th write (counting from 0) fails with
+    "No space left on device"; the writes after it work again, as on a disk
+    where space was freed meanwhile."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+        self.writes = 0  # the writes done, and the one that failed
+
+    def set(self, key: str, value: bytes) -> None:
+        self.writes += 1
+        if self.writes - 1 == self.fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().set(key, value)
+
+
+def writes_by_step() -> list[int]:
+    """The number of storage writes done by the end of each SCENARIO step."""
+    storage = CrashingStorage()
+    cm = ConsensusModule(0, [1, 2], None, storage, threading.Event(), queue.Queue())
+    done: list[int] = []
+    for step in SCENARIO:
+        step(cm)
+        done.append(storage.writes)
+    cm.stop()
+    return done
+
+
+STEP_WRITES = writes_by_step()
+
+
+@pytest.mark.parametrize("fail_at", range(REFERENCE.writes))
+def test_a_failed_write_stops_the_cm_in_a_state_raft_allows(fail_at: int) -> None:
+    storage = FailingStorage(fail_at)
+    cm = ConsensusModule(0, [1, 2], None, storage, threading.Event(), queue.Queue())
+    answered: list[bool] = []
+    try:
+        for step in SCENARIO:
+            try:
+                step(cm)
+                answered.append(True)
+            except ConnectionError:
+                answered.append(False)
+    finally:
+        cm.stop()
+    # The step during which the write failed, and every step after it, got
+    # no answer; the writes stopped with the failed one.
+    failed_step = next(s for s, done in enumerate(STEP_WRITES) if done > fail_at)
+    assert answered == [s < failed_step for s in range(len(SCENARIO))]
+    assert storage.writes == fail_at + 1
+    assert cm.state == CMState.DEAD
+    assert isinstance(cm.storage_error, OSError)
+    # A new incarnation restores a state Raft allows, as after a crash.
+    restored = restore(storage)
+    call = next(j for j, done in enumerate(WRITES) if done > fail_at)
+    assert restored in allowed(STATES[call - 1], STATES[call])
+
+
+def test_a_leader_whose_write_fails_accepts_no_more_commands() -> None:
+    # The leader's second command fails to reach storage: it is refused,
+    # and so is every later one, so that no command ever sits on disk after
+    # a hole (a restart would find no entry at index 1).
+    storage = FailingStorage(fail_at=2)  # log/0, logLength, then log/1
+    cm = ConsensusModule(0, [1, 2], None, storage, threading.Event(), queue.Queue())
+    try:
+        with cm.mu:
+            cm.state = CMState.LEADER
+        assert cm.submit("a") == 0
+        assert cm.submit("b") == -1
+        assert cm.submit("c") == -1
+        assert cm.state == CMState.DEAD
+    finally:
+        cm.stop()
+    assert storage.writes == 3
+    assert restore(storage).log == (LogEntry("a", 0),)
+
+
+def test_a_failed_write_is_reported_as_no_answer() -> None:
+    storage = FailingStorage(fail_at=0)
+    cm = ConsensusModule(0, [1, 2], None, storage, threading.Event(), queue.Queue())
+    try:
+        with pytest.raises(StorageFailedError, match="No space left on device"):
+            cm.request_vote(RequestVoteArgs(1, 1, -1, -1))
+    finally:
+        cm.stop()
+
+
+def test_a_leader_whose_write_fails_stops_and_a_restart_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with Harness(3) as h:
+        leader, _ = h.check_single_leader()
+        assert h.submit_to_server(leader, 1) == 0
+        h.check_committed_n(1, 3)
+
+        # The leader's disk is full for one write: the next command's.
+        storage = h.storage[leader]
+        real_set = storage.set
+        failed = False
+
+        def set_or_fail(key: str, value: bytes) -> None:
+            nonlocal failed
+            if not failed:
+                failed = True
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_set(key, value)
+
+        monkeypatch.setattr(storage, "set", set_or_fail)
+        assert h.submit_to_server(leader, 2) == -1
+        # It stopped: the disk works again, but it takes no more commands.
+        assert h.submit_to_server(leader, 3) == -1
+        assert h.cluster[leader].cm.state == CMState.DEAD
+
+        # The others elect a leader and go on; then the stopped server is
+        # restarted on its storage, which holds a log without a hole.
+        h.crash_peer(leader)
+        new_leader, _ = h.check_single_leader()
+        assert h.submit_to_server(new_leader, 4) == 1
+        h.check_committed_n(4, 2)
+        h.restart_peer(leader)
+        h.check_committed_n(4, 3)
+        assert [entry.command for entry in h.delivered(leader)] == [1, 4]
