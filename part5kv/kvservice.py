@@ -60,6 +60,11 @@ SESSION_WINDOW = 10_000
 """A client's session is kept while the client made a request within the
 last SESSION_WINDOW applied entries (see ``sessions``)."""
 
+RESPONSE_BUDGET = 32 * 1024 * 1024
+"""The bytes of responses the sessions keep, at most: when a new response
+would exceed it, the least recently used sessions expire first (see
+``sessions``)."""
+
 DELAYED_RESPONSE = 0.3
 """Seconds ``delay_next_http_response`` holds a response back: longer than
 a client's attempt timeout, so the client gives up on it and resends."""
@@ -135,7 +140,7 @@ class KVService:
         # What the updater raised, if it did (see failure); guarded by mu.
         self.updater_error: Exception | None = None
         self.datastore = DataStore()
-        self.sessions = SessionTable(SESSION_WINDOW)
+        self.sessions = SessionTable(SESSION_WINDOW, RESPONSE_BUDGET)
         self.commit_chan: queue.Queue[CommitEntry] = queue.Queue()
         self.raft_server = Server(id, peer_ids, storage, ready, self.commit_chan)
         self.raft_server.serve()
