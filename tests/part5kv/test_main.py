@@ -216,15 +216,26 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in cluster.stderr()
 
 
-def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
+def run_once(tmp_path: Path, data_dir: Path, stage: str = "part5kv") -> None:
+    """Start a cluster of ``stage`` on ``data_dir``, and stop it."""
+    with Cluster(tmp_path, "--data-dir", str(data_dir), stage=stage) as cluster:
         cluster.start()
         assert cluster.stop(signal.SIGINT) == 0
-    (data_dir / "service-1.sqlite").write_text("not a database\n" * 100)
+
+
+def refusal(tmp_path: Path, data_dir: Path) -> str:
+    """Start a cluster on ``data_dir``, which must refuse to run (status 1);
+    return what it wrote on standard error."""
     with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
         assert cluster.process.wait(timeout=START_DEADLINE) == 1
-    assert cluster.stderr() == (
+    return cluster.stderr()
+
+
+def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    run_once(tmp_path, data_dir)
+    (data_dir / "service-1.sqlite").write_text("not a database\n" * 100)
+    assert refusal(tmp_path, data_dir) == (
         f"error: opening {data_dir / 'service-1.sqlite'} failed: "
         "file is not a database\n"
     )
@@ -234,12 +245,8 @@ def test_data_dir_of_another_stage_is_refused(tmp_path: Path) -> None:
     # Its log holds another stage's commands, which this stage is not
     # built to apply.
     data_dir = tmp_path / "data"
-    with Cluster(tmp_path, "--data-dir", str(data_dir), stage="part4kv") as other:
-        other.start()
-        assert other.stop(signal.SIGINT) == 0
-    with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
-        assert cluster.process.wait(timeout=START_DEADLINE) == 1
-    assert cluster.stderr() == (
+    run_once(tmp_path, data_dir, stage="part4kv")
+    assert refusal(tmp_path, data_dir) == (
         f"error: {data_dir} was written by 'part4kv', and part5kv cannot read "
         "it: give part5kv another directory\n"
     )
@@ -247,14 +254,10 @@ def test_data_dir_of_another_stage_is_refused(tmp_path: Path) -> None:
 
 def test_data_dir_that_no_stage_marked_is_refused(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
-        cluster.start()
-        assert cluster.stop(signal.SIGINT) == 0
+    run_once(tmp_path, data_dir)
     # As the data of an older version, which did not mark its directory.
     (data_dir / "stage").unlink()
-    with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
-        assert cluster.process.wait(timeout=START_DEADLINE) == 1
-    assert cluster.stderr() == (
+    assert refusal(tmp_path, data_dir) == (
         f"error: {data_dir} holds data that no stage marked as its own (there "
         f"is no {data_dir / 'stage'}): give part5kv another directory\n"
     )
