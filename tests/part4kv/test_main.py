@@ -325,6 +325,7 @@ def test_updater_failure_stops_the_cluster(tmp_path: Path) -> None:
         c = KVClient(cluster.start(), attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
         with pytest.raises((KVTimeoutError, KVCommitError)):
             c.put("k", "v")
+        c.close()
         assert cluster.process.wait(timeout=START_DEADLINE) == 1
     stderr = cluster.stderr()
     assert "the updater failed\nTraceback" in stderr
@@ -355,6 +356,7 @@ def test_failed_write_stops_the_cluster(tmp_path: Path) -> None:
             except (KVTimeoutError, KVCommitError):
                 continue  # the outcome is unknown
             acknowledged.append(f"k{i}")
+        c.close()
         assert cluster.process.wait(timeout=START_DEADLINE) == 1
     stderr = cluster.stderr()
     assert "Traceback" not in stderr
@@ -369,6 +371,7 @@ def test_failed_write_stops_the_cluster(tmp_path: Path) -> None:
         c = KVClient(cluster.start(), attempt_timeout=NO_RESEND_ATTEMPT_TIMEOUT)
         for key in acknowledged:
             assert patient_get(c, key) == (value, True)
+        c.close()
         assert cluster.stop(signal.SIGINT) == 0
 
 

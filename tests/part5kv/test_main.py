@@ -305,6 +305,7 @@ def test_updater_failure_stops_the_cluster(tmp_path: Path) -> None:
         c = KVClient(cluster.start())
         with pytest.raises(KVTimeoutError):
             c.put("k", "v")
+        c.close()
         assert cluster.process.wait(timeout=START_DEADLINE) == 1
     stderr = cluster.stderr()
     assert "the updater failed\nTraceback" in stderr
@@ -335,6 +336,7 @@ def test_failed_write_stops_the_cluster(tmp_path: Path) -> None:
             except KVTimeoutError:
                 continue  # the outcome is unknown
             acknowledged.append(f"k{i}")
+        c.close()
         assert cluster.process.wait(timeout=START_DEADLINE) == 1
     stderr = cluster.stderr()
     assert "Traceback" not in stderr
@@ -349,6 +351,7 @@ def test_failed_write_stops_the_cluster(tmp_path: Path) -> None:
         c = KVClient(cluster.start())
         for key in acknowledged:
             assert c.get(key, timeout=10) == (value, True)
+        c.close()
         assert cluster.stop(signal.SIGINT) == 0
 
 
