@@ -494,12 +494,18 @@ class LiveRun:
 
     def state(self, since: int, timeout: float) -> dict[str, Any]:
         """What the page shows, once there is a view of the cluster newer
-        than its version ``since`` (or after ``timeout`` seconds): the
-        view, and the lines, messages and notices since."""
+        than its version ``since`` and than every change before the call
+        (or after ``timeout`` seconds): the view, and the lines, messages
+        and notices since."""
         with self.board.cv:
             deadline = time.monotonic() + timeout
-            while not (self.view_version > since or self.finished or self.quitting):
-                if self.board.version > since:
+            now = self.board.version
+            while not (
+                self.view_version >= now and self.view_version > since
+                or self.finished
+                or self.quitting
+            ):
+                if self.board.version > max(since, self.view_version):
                     self.want_view = True
                     self.board.cv.notify_all()
                 remaining = deadline - time.monotonic()

@@ -270,7 +270,7 @@
       parts.term.textContent = "term " + v.term;
       parts.state.textContent = !v.alive ? "crashed"
         : STATES[v.state] + (v.connected ? "" : ", cut off");
-      parts.vote.textContent = v.vote >= 0 && v.state !== "L"
+      parts.vote.textContent = v.alive && v.vote >= 0 && v.state !== "L"
         ? "voted for " + v.vote + " in term " + v.term : "";
     });
     for (const [key, line] of linkLines) {

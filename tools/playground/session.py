@@ -332,7 +332,7 @@ def _groups(value: object, servers: int) -> tuple[tuple[int, ...], tuple[int, ..
     for group in value:
         if not isinstance(group, list) or not group:
             raise BadSessionError(f"'groups' must be {shape}, not {value!r}")
-        groups.append(tuple(sorted(_server(server, servers) for server in group)))
+        groups.append(tuple(_server(server, servers) for server in group))
     everyone = sorted(groups[0] + groups[1])
     if everyone != list(range(servers)):
         raise BadSessionError(

@@ -104,6 +104,7 @@ class Playground:
         self.run = LiveRun(session)
         self.source = source
         self.written: dict[str, Path] = {}  # files served under /files/
+        self.closed = False
         self.server = PlaygroundServer(("127.0.0.1", port), self)
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="playground web"
@@ -126,13 +127,17 @@ class Playground:
 
     def close(self) -> None:
         """Stop the run and the web server; every thread they started ends
-        and the port is closed."""
+        and the port is closed. Closing again does nothing."""
         with self.lock:
+            if self.closed:
+                return
+            self.closed = True
             self.run.quit()
-        self.server.shutdown()
+        if self.thread.is_alive():
+            self.server.shutdown()
+            self.thread.join()
         self.server.close_connections()
         self.server.server_close()
-        self.thread.join()
 
     def switch(self, session: Session, source: str) -> LiveRun:
         """Stop the run and start ``session`` instead."""
