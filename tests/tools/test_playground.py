@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tools.playground.live import LiveRun, Played, play
+from tools.playground.live import LiveRun, Mode, Played, play
 from tools.playground.scenarios import FOLDER, SCENARIOS, load_scenario
 from tools.playground.session import (
     Action,
@@ -221,6 +221,7 @@ def test_pause_holds_the_clock_and_step_goes_to_the_next_line(
     run = live(Session("part3", 3, seed=3), 1.0)
     wait_for(lambda: leader_of(run) is not None, "a leader is elected")
     run.control("pause")
+    wait_for(lambda: run.state(-1, 10)["held"], "the run stands still")
     first = run.state(-1, 10)
     lines = len(run.log_lines())
     time.sleep(0.3)  # a negative check: nothing may happen while paused
@@ -767,3 +768,29 @@ def test_threads_end_with_the_playground(tmp_path: Path) -> None:
     time.sleep(0.2)
     playground.close()
     assert set(threading.enumerate()) == before
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        Session("part3", 3, seed=1, end=1.0),
+        Session("part3", 3, seed=1, actions=[Action(1.0, "pause", note="look")]),
+    ],
+    ids=["end", "pause"],
+)
+def test_the_clock_stops_at_an_end_or_a_pause_however_late_the_pacer_looks(
+    session: Session,
+) -> None:
+    run = LiveRun(session, speed=1.0)
+    # The pacer looks late: the shown time is past the pause at 1.0 and the
+    # next deadline, 2.0. The clock must still not move on to 2.0.
+    run.anchor = (5.0, time.monotonic())
+    moved: list[float | None] = []
+    pacer = threading.Thread(target=lambda: moved.append(run.pace(0.5, 2.0)))
+    pacer.start()
+    pacer.join(0.3)  # a negative check: the pacer holds the clock
+    assert pacer.is_alive()
+    assert (run.mode, run.frozen) == (Mode.PAUSED, 1.0)
+    run.quit()
+    pacer.join()
+    assert moved == [None]

@@ -141,6 +141,7 @@ class LiveRun:
         self.finished = False
         self.failure = ""
         self.at_line = False
+        self.held = False
         self.want_view = False
         self.view: dict[str, Any] | None = None
         self.view_version = -1
@@ -226,29 +227,39 @@ class LiveRun:
             if now != self.clock:
                 self.clock = now
                 self.board.bump()
-            while True:
-                if self.quitting:
-                    return self.stop(QUIT, now) if self.driver_waits() else None
-                shown = self.shown(now)
-                stop = self.next_stop(now, deadline, shown)
-                if stop is not None:
-                    return stop
-                if self.want_view:
-                    self.look(shown, self.next_event(deadline))
-                if deadline is None:
-                    if not self.paced:
-                        return None  # nothing can happen: the run deadlocked
-                    if self.mode is Mode.STEPPING:
-                        self.pause_at(now)
-                        self.notice("nothing is left to happen")
-                elif self.mode is Mode.STEPPING or deadline <= shown:
-                    if self.mode is Mode.RUNNING and shown - deadline > BEHIND:
-                        self.anchor = (deadline, time.monotonic())
-                    return None
-                if self.mode is Mode.RUNNING and (target := self.next_event(deadline)):
-                    self.board.cv.wait((target - shown) / self.speed)
-                else:
-                    self.board.cv.wait()
+            try:
+                return self.pace_locked(now, deadline)
+            finally:
+                self.held = False
+
+    def pace_locked(self, now: float, deadline: float | None) -> float | None:
+        """``pace``, with the lock held."""
+        while True:
+            if self.quitting:
+                return self.stop(QUIT, now) if self.driver_waits() else None
+            stop = self.next_stop(now, deadline)
+            if stop is not None:
+                return stop
+            # After next_stop: a pause or the session's end may have
+            # stopped the shown time there.
+            shown = self.shown(now)
+            if self.want_view:
+                self.look(shown, self.next_event(deadline))
+            if deadline is None:
+                if not self.paced:
+                    return None  # nothing can happen: the run deadlocked
+                if self.mode is Mode.STEPPING:
+                    self.pause_at(now)
+                    self.notice("nothing is left to happen")
+            elif self.mode is Mode.STEPPING or deadline <= shown:
+                if self.mode is Mode.RUNNING and shown - deadline > BEHIND:
+                    self.anchor = (deadline, time.monotonic())
+                return None
+            if self.mode is Mode.RUNNING and (target := self.next_event(deadline)):
+                self.board.cv.wait((target - shown) / self.speed)
+            else:
+                self.hold(self.mode is Mode.PAUSED)
+                self.board.cv.wait()
 
     def shown(self, now: float) -> float:
         """The virtual time the person watching sees (never before the
@@ -274,17 +285,14 @@ class LiveRun:
             moments.append(self.end)
         return min(moments, default=None)
 
-    def next_stop(
-        self, now: float, deadline: float | None, shown: float
-    ) -> float | None:
+    def next_stop(self, now: float, deadline: float | None) -> float | None:
         """Where to stop the clock now, if an action is due (doing the page
         actions and the session's end on the way). Expects the lock held."""
         limit = math.inf if deadline is None else deadline
-        stepping = self.mode is Mode.STEPPING
         cluster = self.cluster
         while self.script and self.script[0].at < limit:
             action = self.script[0]
-            if not (stepping or shown >= action.at):
+            if not self.reached(action.at, now):
                 break
             if action.do in PAGE_ACTIONS:
                 self.script.popleft()
@@ -301,14 +309,13 @@ class LiveRun:
         if (
             self.end is not None
             and self.end < limit
-            and (stepping or shown >= self.end)
+            and self.reached(self.end, now)
             and not (self.script and self.script[0].at <= self.end)
         ):
-            self.reach_end(now, deadline)
-            shown = self.shown(now)
+            self.reach_end(now)
         if cluster is None or not (self.requests or self.saves):
             return None
-        at = self.stamp(now, limit, shown)
+        at = self.stamp(now, limit, self.shown(now))
         if at is None:
             return None
         while self.saves:
@@ -323,6 +330,11 @@ class LiveRun:
             self.doing = request
             return self.stop(replace(request.action, at=at), at)
         return None
+
+    def reached(self, moment: float, now: float) -> bool:
+        """Whether the shown time has reached ``moment`` (a step reaches
+        every moment before the next deadline)."""
+        return self.mode is Mode.STEPPING or self.shown(now) >= moment
 
     def stamp(self, now: float, limit: float, shown: float) -> float | None:
         """The moment for an action of the page asked now: the shown time,
@@ -354,7 +366,7 @@ class LiveRun:
             self.pause_at(max(action.at, now))
         self.board.bump()
 
-    def reach_end(self, now: float, deadline: float | None) -> None:
+    def reach_end(self, now: float) -> None:
         """The session's end: keep the log, then pause there (or, unpaced,
         quit)."""
         assert self.end is not None
@@ -397,6 +409,14 @@ class LiveRun:
         self.want_view = False
         self.board.cv.notify_all()
 
+    def hold(self, held: bool) -> None:
+        """Note whether the run stands still, paused: every simulated thread
+        waits, and nothing happens until the user acts."""
+        if held != self.held:
+            self.held = held
+            if held:
+                self.board.bump()
+
     def notice(self, text: str) -> None:
         """Tell the page something (a refusal, the end of a session)."""
         self.notices.append((self.board.bump(), text))
@@ -420,9 +440,11 @@ class LiveRun:
                 while self.held_at_line():
                     if self.want_view:
                         self.look(sim.now, sim.now)
+                    self.hold(True)
                     self.board.cv.wait()
             finally:
                 self.at_line = False
+                self.held = False
 
     def held_at_line(self) -> bool:
         """Whether a pause at a line lasts: until the user resumes, steps,
@@ -501,7 +523,7 @@ class LiveRun:
             deadline = time.monotonic() + timeout
             now = self.board.version
             while not (
-                self.view_version >= now and self.view_version > since
+                (self.view_version >= now and self.view_version > since)
                 or self.finished
                 or self.quitting
             ):
@@ -527,6 +549,7 @@ class LiveRun:
                 "version": version,
                 "mode": self.mode.value,
                 "atLine": self.at_line,
+                "held": self.held,
                 "speed": self.speed,
                 "clock": self.view_clock,
                 "until": self.view_until,

@@ -150,7 +150,8 @@
     $("speed").value = nearestSpeed(state.speed);
     $("speedText").textContent = speedText(state.speed);
     let text = running ? "running at " + speedText(state.speed)
-      : state.atLine ? "paused at a log line" : "paused";
+      : state.atLine ? "paused at a log line"
+        : state.held ? "paused" : "pausing…";
     if (state.finished) text = state.failure || "the run is over";
     $("status").textContent = text;
     $("status").className = state.failure ? "bad" : "";
@@ -477,6 +478,8 @@
 
   // --- The server menu ---------------------------------------------------------
 
+  // The menu of server i, next to it. Redrawn only when what it offers
+  // changes: a button replaced under the pointer would lose its click.
   function showMenu(i) {
     if (!state || !state.view) return;
     const v = state.view.servers[i];
@@ -492,13 +495,21 @@
       items.push(item("submit", "submit " + escapeHtml($("command").value)));
     }
     if (s.snapshots && v.alive) items.push(item("snapshot", "take a snapshot"));
-    menu.innerHTML = "<b>server " + i + "</b> · " + (v.alive ? STATES[v.state]
-      : "crashed") + ", term " + v.term + "<br>" + items.join("");
-    menu.dataset.s = i;
-    const box = serverParts[i].body.getBoundingClientRect();
-    const left = $("left").getBoundingClientRect();
-    menu.style.left = (box.right - left.left + 6) + "px";
-    menu.style.top = (box.top - left.top) + "px";
+    if (menu.hidden || menu.dataset.s !== String(i)) {
+      const box = serverParts[i].body.getBoundingClientRect();
+      const left = $("left").getBoundingClientRect();
+      menu.style.left = (box.right - left.left + 6) + "px";
+      menu.style.top = (box.top - left.top) + "px";
+      menu.innerHTML = "<b></b><div></div>";
+      menu.dataset.s = i;
+    }
+    menu.firstChild.textContent = "server " + i + " · " + (v.alive
+      ? STATES[v.state] : "crashed") + ", term " + v.term;
+    const buttons = items.join("");
+    if (menu.lastChild.dataset.html !== buttons) {
+      menu.lastChild.innerHTML = buttons;
+      menu.lastChild.dataset.html = buttons;
+    }
     menu.hidden = false;
   }
 

@@ -6,7 +6,6 @@ Standard library only (``http.server``), on 127.0.0.1. The routes:
 - ``GET /api/state?run=R&since=V``: the cluster, once it changed since
   version ``V`` of run ``R`` (a long poll: at most ``POLL_SECONDS``);
 - ``GET /api/scenarios``: the scenarios (name, title, stage, about);
-- ``GET /api/session``: the session played so far, as JSON to download;
 - ``POST /api/control``: ``{"do": "pause"}``, ``resume``, ``step``, or
   ``{"do": "speed", "speed": 0.1}``;
 - ``POST /api/action``: an action, as in a session but without ``at``
@@ -219,17 +218,6 @@ class Playground:
             )
         return json_answer(listed)
 
-    def session(self, query: dict[str, str], data: dict[str, Any]) -> Answer:
-        """The session played so far (to download)."""
-        save = self.run.save(ACTION_SECONDS)
-        if save is None or save.session is None:
-            raise HTTPError(HTTPStatus.CONFLICT, "the run is over: nothing to save")
-        name = session_name(save.session) + ".json"
-        return Answer(
-            save.session.to_json().encode(),
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
-
     def control(self, query: dict[str, str], data: dict[str, Any]) -> Answer:
         """Pause, resume, step, or change the speed."""
         do = data.get("do")
@@ -367,7 +355,6 @@ ROUTES = {
     ("GET", "/"): Playground.page,
     ("GET", "/api/state"): Playground.state,
     ("GET", "/api/scenarios"): Playground.scenarios,
-    ("GET", "/api/session"): Playground.session,
     ("POST", "/api/control"): Playground.control,
     ("POST", "/api/action"): Playground.action,
     ("POST", "/api/save"): Playground.save,
