@@ -642,22 +642,24 @@ def test_the_api_refuses_bad_requests_saying_why(
     assert message in answer["error"]
 
 
+def post_raw(playground: Playground, body: bytes, kind: str) -> tuple[int, str]:
+    """POST ``body`` as ``kind`` to the controls; the status and the error."""
+    request = urllib.request.Request(
+        playground.url + "api/control", data=body, method="POST"
+    )
+    request.add_header("Content-Type", kind)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    return refused.value.code, json.loads(refused.value.read())["error"]
+
+
 def test_a_post_must_carry_json(server: Playground) -> None:
-    request = urllib.request.Request(
-        server.url + "api/control", data=b"do=pause", method="POST"
-    )
-    request.add_header("Content-Type", "application/x-www-form-urlencoded")
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=30)
-    assert refused.value.code == 415
-    request = urllib.request.Request(
-        server.url + "api/control", data=b"{", method="POST"
-    )
-    request.add_header("Content-Type", "application/json")
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=30)
-    assert refused.value.code == 400
-    assert "the body is not JSON" in json.loads(refused.value.read())["error"]
+    code, error = post_raw(server, b"do=pause", "application/x-www-form-urlencoded")
+    assert code == 415
+    assert "a POST carries JSON (Content-Type: application/json)" in error
+    code, error = post_raw(server, b"{", "application/json")
+    assert code == 400
+    assert error.startswith("the body is not JSON")
 
 
 # --- The command line -------------------------------------------------------------

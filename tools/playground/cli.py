@@ -22,12 +22,12 @@ import webbrowser
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import NoReturn
+
+from tools.sim.args import BAD_INPUT, SEED_LIMIT, ArgumentParser, seed
 
 from .scenarios import SCENARIOS, load_scenario
 from .session import (
     MAX_SERVERS,
-    SEED_LIMIT,
     BadSessionError,
     Session,
     parse_session,
@@ -36,28 +36,10 @@ from .session import (
 from .stages import DEFAULT_STAGE, STAGES
 from .web import Playground
 
-BAD_INPUT = 2
-
 DEFAULT_PORT = 8700
 
 DEFAULT_OUTDIR = Path(tempfile.gettempdir()) / "raft-playground"
 """Where saved sessions, logs and their pages go unless told otherwise."""
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with bad input told in one line."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(BAD_INPUT, f"{self.prog}: {message} (--help tells more)\n")
-
-
-def seed(text: str) -> int:
-    """An argparse type: a seed."""
-    if not text.isdigit() or int(text) >= SEED_LIMIT:
-        raise argparse.ArgumentTypeError(
-            f"a seed is a whole number below {SEED_LIMIT}, not {text!r}"
-        )
-    return int(text)
 
 
 def servers(text: str) -> int:

@@ -190,25 +190,23 @@ class Cluster:
 
     def problem(self, action: Action) -> str | None:
         """Why ``action`` cannot be done now, if it cannot."""
+        if action.do == "partition" and self.groups is not None:
+            return "the cluster is partitioned already: heal it first"
+        if action.do == "heal" and self.groups is None:
+            return "the cluster is not partitioned"
         s = action.server
         if s is None:
-            if action.do == "partition" and self.groups is not None:
-                return "the cluster is partitioned already: heal it first"
-            if action.do == "heal" and self.groups is None:
-                return "the cluster is not partitioned"
             return None
         alive = self.alive()[s]
         connected = self.harness.connected[s]
         if action.do == "restart":
-            return None if not alive else f"server {s} is running: crash it first"
+            return f"server {s} is running: crash it first" if alive else None
         if not alive:
+            if action.do == "crash":
+                return f"server {s} is crashed already"
             if action.do == "reconnect":
                 return f"server {s} is crashed: restart it (that reconnects it)"
-            return (
-                f"server {s} is crashed already"
-                if action.do == "crash"
-                else (f"server {s} is crashed")
-            )
+            return f"server {s} is crashed"
         if action.do == "disconnect" and not connected:
             return f"server {s} is disconnected already"
         if action.do == "reconnect" and connected:

@@ -255,7 +255,8 @@ class LiveRun:
                 if self.mode is Mode.RUNNING and shown - deadline > BEHIND:
                     self.anchor = (deadline, time.monotonic())
                 return None
-            if self.mode is Mode.RUNNING and (target := self.next_event(deadline)):
+            target = self.next_event(deadline)
+            if self.mode is Mode.RUNNING and target is not None:
                 self.board.cv.wait((target - shown) / self.speed)
             else:
                 self.hold(self.mode is Mode.PAUSED)

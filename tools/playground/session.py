@@ -39,10 +39,9 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .stages import STAGES, Stage
+from tools.sim.args import SEED_LIMIT
 
-SEED_LIMIT = 1 << 32
-"""Seeds are whole numbers below this (as tools.sim's)."""
+from .stages import STAGES, Stage
 
 MAX_SERVERS = 9
 """The largest cluster the playground runs (and draws)."""

@@ -43,12 +43,12 @@ from tools.raft_testlog_viz.cluster import build_history
 from tools.raft_testlog_viz.pages import render_page as render_viz_page
 from tools.raft_testlog_viz.parse import parse_log
 from tools.raft_testlog_viz.timeline import build_timeline
+from tools.sim.args import SEED_LIMIT
 
 from .live import LiveRun
 from .page import render_page
 from .scenarios import SCENARIOS, load_scenario
 from .session import (
-    SEED_LIMIT,
     BadSessionError,
     Session,
     parse_action,
