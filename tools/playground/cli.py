@@ -90,7 +90,7 @@ def build_arg_parser() -> ArgumentParser:
         "-n",
         type=servers,
         metavar="N",
-        help="how many servers (default: 5)",
+        help="how many servers, 1 to 9 (default: 5)",
     )
     parser.add_argument(
         "--seed", type=seed, metavar="S", help="the run's seed (default: a random one)"
