@@ -9,6 +9,7 @@ The browser's side is in test_playground_browser.py.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -796,3 +797,16 @@ def test_the_clock_stops_at_an_end_or_a_pause_however_late_the_pacer_looks(
     run.quit()
     pacer.join()
     assert moved == [None]
+
+
+def test_a_session_runs_the_same_whatever_the_stage_variables_say(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    session = Session("part3", 5, seed=5, end=1.0)
+    monkeypatch.delenv("RAFT_UNRELIABLE_RPC", raising=False)
+    monkeypatch.delenv("RAFT_FORCE_MORE_REELECTION", raising=False)
+    plain = play(session)
+    monkeypatch.setenv("RAFT_UNRELIABLE_RPC", "1")
+    monkeypatch.setenv("RAFT_FORCE_MORE_REELECTION", "1")
+    assert play(session).lines == plain.lines
+    assert os.environ["RAFT_UNRELIABLE_RPC"] == "1"  # given back after the run

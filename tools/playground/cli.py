@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tools.sim.args import BAD_INPUT, SEED_LIMIT, ArgumentParser, seed
 
+from .live import STAGE_VARIABLES
 from .scenarios import SCENARIOS, load_scenario
 from .session import (
     MAX_SERVERS,
@@ -234,6 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  {playground.url}")
     if not args.no_browser and not open_browser(playground.url):
         print("  (open it in a browser)")
+    ignored = [name for name in STAGE_VARIABLES if os.environ.get(name)]
+    if ignored:
+        print(
+            f"  ({' and '.join(ignored)} ignored: a session runs on the reliable "
+            "network, so that it replays exactly)"
+        )
     print(f"Saved sessions and logs go to {args.outdir}. Ctrl-C stops it.", flush=True)
     try:
         while not stop.wait(1.0):

@@ -38,12 +38,15 @@ the scenarios' checks use it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import importlib
 import math
+import os
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -69,6 +72,11 @@ MAX_NOTICES = 20
 
 QUIT = Action(0.0, "quit")
 """What the pacer hands the driver to end the run."""
+
+STAGE_VARIABLES = ("RAFT_UNRELIABLE_RPC", "RAFT_FORCE_MORE_REELECTION")
+"""The environment variables the stages read at every call. A session runs
+without them (on the reliable network, with random election timeouts):
+the seed and the actions alone must fix the run."""
 
 
 class Mode(enum.Enum):
@@ -172,6 +180,7 @@ class LiveRun:
             self.sim = sim
             modules = [*install.stage_modules(part), threadcheck]
             with (
+                without(STAGE_VARIABLES),
                 install.installed(sim, modules),
                 self.recorder.attached(part, sim),
                 sim,
@@ -572,6 +581,17 @@ class LiveRun:
             self.board.bump()
         if self.thread.is_alive():
             self.thread.join()
+
+
+@contextlib.contextmanager
+def without(names: tuple[str, ...]) -> Iterator[None]:
+    """Run the block with the environment variables ``names`` unset, and
+    give them back after."""
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def play(session: Session) -> Played:
