@@ -67,6 +67,13 @@ setTimeout(() => done([
 milliseconds each took to draw."""
 
 
+EVENTS = """
+return Array.from(document.querySelectorAll("#events .ev"),
+  (e) => [e.textContent, e.getClientRects().length > 0]);
+"""
+"""The lines of the page's log, each with whether the browser displays it."""
+
+
 class Process:
     """``python -m tools.playground`` with ``args``, on a free port."""
 
@@ -238,6 +245,16 @@ def test_drive_a_cluster_crash_partition_save_and_replay(
     )
     assert "u" in drawn.split()  # drawn pale: not committed
     save_screenshot(browser, tmp_path / "playground.png")
+
+    # The log's filter hides the network layer's lines, and only them.
+    browser.find_element(By.ID, "hb").click()  # heartbeats shown
+    browser.find_element(By.ID, "rpc").click()  # rpc lines hidden
+    lines = browser.execute_script(EVENTS)
+    rpc = re.compile(r"\S+ \[\d+\] rpc ")
+    assert any(rpc.match(text) for text, _ in lines)
+    assert all(shown != bool(rpc.match(text)) for text, shown in lines)
+    browser.find_element(By.ID, "rpc").click()
+    browser.find_element(By.ID, "hb").click()
 
     # Frames per second at 1x, with the page busy: 5 servers, a partition.
     browser.find_element(By.ID, "speed").send_keys("\ue010")  # End: 1x

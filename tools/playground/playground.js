@@ -25,6 +25,7 @@
   const POLL_GAP_MS = 30; // between two polls: the page asks at most ~30/s
   const CUT_MS = 6000; // how long overwritten entries stay under their log
   const MAX_EVENTS = 300; // lines of the log kept on the page
+  const RPC_LINE = /^\S+ \[\d+\] rpc /; // a line of the network layer
 
   let runId = -1;
   let version = -1;
@@ -457,7 +458,7 @@
     for (const [, server, text, heartbeat] of lines) {
       const div = document.createElement("div");
       div.className = "ev" + (server < 0 ? " test" : " s" + (server % 10))
-        + (heartbeat ? " hb" : "") + (text.indexOf(" rpc ") === 15 ? " rpc" : "");
+        + (heartbeat ? " hb" : "") + (RPC_LINE.test(text) ? " rpc" : "");
       div.textContent = text;
       fragment.appendChild(div);
     }
@@ -667,7 +668,9 @@
       await post("/api/start", {
         part: $("part").value,
         servers: Number($("servers").value),
-        seed: seed === "" ? null : Number(seed),
+        // A seed that is not a number goes as it is: the server says why
+        // it refuses it.
+        seed: seed === "" ? null : /^\d+$/.test(seed) ? Number(seed) : seed,
       });
     } catch (error) {
       notice(error.message, true);
