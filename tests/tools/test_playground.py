@@ -34,7 +34,9 @@ from tools.playground.session import (
     parse_action,
     parse_session,
 )
+from tools.playground.stages import STAGES
 from tools.playground.web import Playground
+from tools.sim import install
 
 from .conftest import ROOT, run_python
 
@@ -810,3 +812,10 @@ def test_a_session_runs_the_same_whatever_the_stage_variables_say(
     monkeypatch.setenv("RAFT_FORCE_MORE_REELECTION", "1")
     assert play(session).lines == plain.lines
     assert os.environ["RAFT_UNRELIABLE_RPC"] == "1"  # given back after the run
+
+
+def test_every_stage_of_the_playground_runs_on_the_simulator() -> None:
+    assert set(STAGES) <= set(install.STAGES)
+    for name in STAGES:
+        played = play(Session(name, 3, seed=2, end=0.6))
+        assert [v["state"] for v in played.view["servers"]].count("L") == 1
