@@ -142,7 +142,6 @@
       command: (index, term) => commandAt(index, term),
     });
     panel.showCommands($("cmds").checked);
-    document.body.classList.toggle("nocrash", !s.crashes);
   }
 
   function showStatus() {
@@ -319,7 +318,7 @@
   // --- Messages -------------------------------------------------------------
 
   // A message, as the server sends it: [id, from, to, kind, sent, arrive,
-  // reached, ended, outcome, reason]. Times are virtual seconds; `arrive`
+  // reached, ended, outcome]. Times are virtual seconds; `arrive`
   // is when it reaches the receiver (known while it travels: the network's
   // delay), `reached` "deliver" or "drop", `outcome` "reply" or "lost".
   function addMessage(m) {

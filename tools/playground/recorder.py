@@ -92,8 +92,6 @@ class Message:
     ended: float | None = None
     outcome: str = ""
     """REPLY or LOST once it ended."""
-    reason: str = ""
-    """Why it was lost."""
 
     def to_json(self) -> list[Any]:
         """The message as the page reads it."""
@@ -107,7 +105,6 @@ class Message:
             self.reached,
             self.ended,
             self.outcome,
-            self.reason,
         ]
 
 
@@ -219,7 +216,6 @@ class Recorder(logging.Handler):
         else:
             found.ended = sim.now
             found.outcome = LOST if match["event"] == "lost" else REPLY
-            found.reason = match["text"] or ""
             self.ended.append(msg_id)
             while len(self.ended) > ENDED_MESSAGES:
                 self.messages.pop(self.ended.popleft(), None)

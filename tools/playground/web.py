@@ -32,7 +32,7 @@ import json
 import random
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -83,7 +83,6 @@ class Answer:
     body: bytes
     content_type: str = "application/json"
     status: HTTPStatus = HTTPStatus.OK
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def json_answer(data: object, status: HTTPStatus = HTTPStatus.OK) -> Answer:
@@ -462,8 +461,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", answer.content_type)
         self.send_header("Content-Length", str(len(answer.body)))
         self.send_header("Cache-Control", "no-store")
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
         self.end_headers()
         with contextlib.suppress(OSError):  # the browser went away
             self.wfile.write(answer.body)
