@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tools.playground import recorder
 from tools.playground.live import LiveRun, Mode, Played, play
 from tools.playground.scenarios import FOLDER, SCENARIOS, load_scenario
 from tools.playground.session import (
@@ -252,6 +253,35 @@ def test_the_clock_never_runs_ahead_of_the_speed(
     state = run.state(-1, 10)
     elapsed = time.monotonic() - start
     assert 0 < state["clock"] <= 0.1 * elapsed + 1e-3
+
+
+def test_a_page_that_fell_behind_learns_what_it_missed(
+    live: Callable[[Session, float], LiveRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The recorder keeps fewer lines and messages for the page, so that a
+    # page falls behind them in a moment (as a tab in the background does).
+    monkeypatch.setattr(recorder, "RECENT_LINES", 40)
+    monkeypatch.setattr(recorder, "ENDED_MESSAGES", 10)
+    run = live(Session("part3", 3, seed=6), 1.0)
+    wait_for(lambda: run.state(-1, 10)["messages"], "messages travel")
+    seen = run.state(-1, 10)
+    lines_seen = seen["firstLine"] + len(seen["lines"])
+    wait_for(lambda: len(run.log_lines()) > lines_seen + 200, "the page falls behind")
+    run.control("pause")
+    wait_for(lambda: run.state(-1, 10)["held"], "the run stands still")
+    behind = run.state(seen["version"], 10)
+    log = run.log_lines()
+    # The latest lines, and where they start: the page says how many it missed.
+    assert behind["firstLine"] > lines_seen
+    assert [line[2] for line in behind["lines"]] == log[behind["firstLine"] :]
+    # Every message the recorder follows, so that the page drops the ones it
+    # saw leave and never saw end.
+    assert behind["allMessages"]
+    followed = {m.id for m in run.recorder.messages.values()}
+    assert {m[0] for m in behind["messages"]} == followed
+    assert {m[0] for m in seen["messages"]} - followed  # some ended unseen
+    # A page that keeps up gets only what changed.
+    assert not run.state(behind["version"], 0.1)["allMessages"]
 
 
 # --- Scenarios ---------------------------------------------------------------------

@@ -67,6 +67,23 @@ setTimeout(() => done([
 milliseconds each took to draw."""
 
 
+HOLD_POLLS = """
+const fetch = window.fetch;
+let release = null;
+const released = new Promise((done) => {
+  release = done;
+});
+window.fetch = (url, ...rest) => String(url).startsWith("/api/state")
+  ? released.then(() => fetch(url, ...rest))
+  : fetch(url, ...rest);
+window.releasePolls = () => {
+  window.fetch = fetch;
+  release();
+};
+"""
+"""Hold the page's polls until ``window.releasePolls()``, as a browser
+holds those of a tab in the background."""
+
 EVENTS = """
 return Array.from(document.querySelectorAll("#events .ev"),
   (e) => [e.textContent, e.getClientRects().length > 0]);
@@ -167,6 +184,12 @@ def submit_to(driver: WebDriver, server: int, command: str) -> None:
     driver.find_element(By.CSS_SELECTOR, "#menu button[data-do=submit]").click()
 
 
+def log_length(playground: Process) -> int:
+    """How many lines the playground's run has logged."""
+    state = playground.state()
+    return int(state["firstLine"] or 0) + len(state["lines"])
+
+
 def at(line: str) -> float:
     """A log line's virtual time, in seconds."""
     hours, minutes, seconds = line[:15].split(":")
@@ -261,6 +284,23 @@ def test_drive_a_cluster_crash_partition_save_and_replay(
     wait_for(lambda: live.state()["speed"] == 1.0, "the speed is 1x")
     fps, draw_ms = browser.execute_async_script(FRAMES, 3000)
     print(f"page at 1x, 5 servers: {fps:.1f} frames/s, {draw_ms:.2f} ms to draw each")
+
+    # A page that falls behind the run says how many lines it missed.
+    browser.execute_script(HOLD_POLLS)
+    held_at = log_length(live)
+    wait_for(lambda: log_length(live) > held_at + 500, "the page falls behind")
+    browser.find_element(By.ID, "run").click()  # pause: the page stays behind
+    wait_for(lambda: live.state()["held"], "the run stands still")
+    browser.execute_script("window.releasePolls();")
+    missed = wait_for(
+        lambda: browser.execute_script(
+            "const m = document.querySelector('#events .missed');"
+            "return m && m.textContent;"
+        ),
+        "the page says it missed lines",
+    )
+    assert re.fullmatch(r"… \d+ lines not shown: the page fell behind .*", missed)
+    browser.find_element(By.ID, "run").click()  # resume
 
     # Save, then open the log in the visualizer.
     browser.find_element(By.ID, "save").click()

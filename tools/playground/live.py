@@ -528,7 +528,11 @@ class LiveRun:
         """What the page shows, once there is a view of the cluster newer
         than its version ``since`` and than every change before the call
         (or after ``timeout`` seconds): the view, and the lines, messages
-        and notices since."""
+        and notices since. A page that fell further behind than the
+        recorder keeps is sent the latest lines (``firstLine``: the
+        number of the first, in the whole log, so that it sees how many
+        it missed) and every message the recorder follows
+        (``allMessages``: it drops the others)."""
         with self.board.cv:
             deadline = time.monotonic() + timeout
             now = self.board.version
@@ -546,7 +550,7 @@ class LiveRun:
                 self.board.cv.wait(remaining)
             version = self.view_version
             lines = [
-                line.to_json()
+                line
                 for line in self.recorder.lines_since(since)
                 if line.version <= version
             ]
@@ -564,8 +568,10 @@ class LiveRun:
                 "clock": self.view_clock,
                 "until": self.view_until,
                 "view": self.view,
-                "lines": lines,
+                "lines": [line.to_json() for line in lines],
+                "firstLine": lines[0].number if lines else None,
                 "messages": messages,
+                "allMessages": since < self.recorder.forgotten,
                 "caption": self.caption,
                 "notices": [text for v, text in self.notices if since < v <= version],
                 "actions": len(self.played.actions),

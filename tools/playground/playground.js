@@ -36,6 +36,7 @@
   let lastLogs = []; // each server's log terms, at the last view
   let cuts = []; // entries each server just had written over
   const messages = new Map(); // id -> message (see addMessage)
+  let nextLine = null; // the number of the next line of the log to come
   let base = {clock: 0, until: 0, wall: 0}; // the clock, when last told
   let changed = true; // something new to draw
 
@@ -102,8 +103,11 @@
     state = answer;
     version = answer.version;
     base = {clock: answer.clock, until: answer.until, wall: performance.now()};
+    // A page that fell behind (a tab in the background) is sent every
+    // message the server still follows: the others ended unseen.
+    if (answer.allMessages) keepOnly(answer.messages);
     for (const m of answer.messages) addMessage(m);
-    addEvents(answer.lines);
+    addEvents(answer.lines, answer.firstLine);
     for (const text of answer.notices) notice(text, /refused|stopped/.test(text));
     const caption = $("caption");
     caption.hidden = !answer.caption;
@@ -125,6 +129,7 @@
     lastLogs = ids.map(() => []);
     cuts = ids.map(() => null);
     messages.clear();
+    nextLine = null;
     $("events").textContent = "";
     $("notices").textContent = "";
     $("what").textContent = "· " + s.part + " (" + s.lesson + ") · " + s.servers
@@ -328,6 +333,15 @@
       flash: old ? old.flash : null, dot: old ? old.dot : null});
   }
 
+  function keepOnly(fresh) {
+    const kept = new Set(fresh.map((m) => m[0]));
+    for (const [id, m] of messages) {
+      if (kept.has(id)) continue;
+      if (m.dot) m.dot.remove();
+      messages.delete(id);
+    }
+  }
+
   function point(from, to, p) {
     const [x1, y1] = positions[from];
     const [x2, y2] = positions[to];
@@ -449,11 +463,26 @@
 
   // --- The log, as it comes --------------------------------------------------
 
-  function addEvents(lines) {
+  // Add the lines of the log from number `first` on. If the page fell
+  // behind, a line before them says how many it missed (and it keeps room
+  // for that line: of more lines than it keeps, only the latest).
+  function addEvents(lines, first) {
     if (!lines.length) return;
     const box = $("events");
     const atBottom = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
     const fragment = document.createDocumentFragment();
+    const extra = Math.max(0, lines.length - (MAX_EVENTS - 1));
+    lines = lines.slice(extra);
+    first += extra;
+    if (nextLine !== null && first > nextLine) {
+      const div = document.createElement("div");
+      div.className = "ev missed";
+      const missed = first - nextLine;
+      div.textContent = "… " + missed + " line" + (missed === 1 ? "" : "s")
+        + " not shown: the page fell behind (Open log has them all)";
+      fragment.appendChild(div);
+    }
+    nextLine = first + lines.length;
     for (const [, server, text, heartbeat] of lines) {
       const div = document.createElement("div");
       div.className = "ev" + (server < 0 ? " test" : " s" + (server % 10))

@@ -18,7 +18,9 @@ byte. As the lines come, the recorder also follows what the page draws:
   filter.
 
 Every change bumps the ``Board``'s version; the page asks for what changed
-since the version it has.
+since the version it has. The page is sent only the latest lines and the
+messages that ended lately: a page that fell further behind (a tab in the
+background polls rarely) learns that it missed some (``forgotten``).
 """
 
 from __future__ import annotations
@@ -113,6 +115,8 @@ class Line:
     """A line of the log, for the page."""
 
     version: int
+    number: int
+    """Its index in the run's whole log."""
     at: float
     server: int
     """The server that logged it; -1 for the harness (TEST)."""
@@ -141,6 +145,9 @@ class Recorder(logging.Handler):
         self.messages: dict[str, Message] = {}
         self.ended: collections.deque[str] = collections.deque()
         self.timeouts: dict[int, float] = {}
+        self.forgotten = 0
+        """The newest version of a line or a message no longer kept for the
+        page: a page that has an older version missed some."""
         self.heartbeats = HeartbeatTracker(MessageTrace())
 
     @contextmanager
@@ -166,11 +173,15 @@ class Recorder(logging.Handler):
         with self.board.cv:
             version = self.board.bump()
             for line in text.splitlines():
+                if len(self.recent) == self.recent.maxlen:
+                    self.forget(self.recent[0].version)
+                self.recent.append(self.follow(version, len(self.lines), sim, line))
                 self.lines.append(line)
-                self.recent.append(self.follow(version, sim, line))
         self.after_line()
 
-    def follow(self, version: int, sim: runtime.Simulation, line: str) -> Line:
+    def follow(
+        self, version: int, number: int, sim: runtime.Simulation, line: str
+    ) -> Line:
         """What a line tells the page. Expects the board's lock held."""
         message = line[16:]  # after the time
         source = _SOURCE.match(message)
@@ -185,7 +196,7 @@ class Recorder(logging.Handler):
                 timer = _TIMER.match(said)
                 if timer is not None:
                     self.timeouts[server] = int(timer[1]) / 1000
-        return Line(version, sim.now, server, line, heartbeat)
+        return Line(version, number, sim.now, server, line, heartbeat)
 
     def follow_message(self, version: int, sim: runtime.Simulation, said: str) -> bool:
         """Note an ``rpc`` line on its message; True if the message is a
@@ -218,8 +229,14 @@ class Recorder(logging.Handler):
             found.outcome = LOST if match["event"] == "lost" else REPLY
             self.ended.append(msg_id)
             while len(self.ended) > ENDED_MESSAGES:
-                self.messages.pop(self.ended.popleft(), None)
+                gone = self.messages.pop(self.ended.popleft(), None)
+                if gone is not None:
+                    self.forget(gone.version)
         return found.kind == HEARTBEAT
+
+    def forget(self, version: int) -> None:
+        """Note that something of ``version`` is no longer kept for the page."""
+        self.forgotten = max(self.forgotten, version)
 
     def look_at_messages(self) -> None:
         """Note when each travelling message will arrive: the end of its
@@ -244,6 +261,8 @@ class Recorder(logging.Handler):
         return fresh
 
     def messages_since(self, version: int) -> list[Message]:
-        """The messages that changed since ``version``. Expects the lock
-        held."""
+        """The messages that changed since ``version``; all it follows if a
+        page at ``version`` missed some. Expects the lock held."""
+        if version < self.forgotten:
+            return list(self.messages.values())
         return [m for m in self.messages.values() if m.version > version]
