@@ -6,10 +6,12 @@ every action and the page's controls all read it. A stage runs on tools.sim
 harness, ``partN.harness.Harness(n)``.
 
 part1 is left out: it has no log, so nothing to submit and nothing to show
-but states and terms. part6 (log compaction) is one more entry, with
-``snapshots=True``; its "take a snapshot" action then calls its harness's
-``snapshot`` (see ``Cluster.apply``), and the cluster's view gives each log
-its base (``last_included_index``).
+but states and terms. part6 (log compaction) is not here yet. It will be
+one more entry, with ``snapshots=True``: the checks of the actions and the
+page's server menu offer the ``snapshot`` action ("take a snapshot") only
+to a stage that has that flag. Its entry comes with a ``snapshot`` branch
+in ``Cluster.apply`` (through part6's harness) and each log's base
+(``last_included_index``) in ``Cluster.view``.
 """
 
 from __future__ import annotations
