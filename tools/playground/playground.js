@@ -488,6 +488,7 @@
       div.className = "ev" + (server < 0 ? " test" : " s" + (server % 10))
         + (heartbeat ? " hb" : "") + (RPC_LINE.test(text) ? " rpc" : "");
       div.textContent = text;
+      div.title = text; // the whole line, where it is cut short
       fragment.appendChild(div);
     }
     box.appendChild(fragment);
@@ -711,15 +712,18 @@
   }
   $("part").value = config.defaultStage;
 
+  // A colour and its name, kept on one line.
+  const key = (colour, name) => "<span class=key><i class=sw style='background:"
+    + colour + "'></i>" + name + "</span>";
   $("legend").innerHTML = "Each circle is a server, coloured by its state: "
-    + Object.entries(STATES).map(([k, name]) => "<i class=sw style='background:"
-      + config.stateColours[k] + "'></i>" + name).join(" ")
+    + Object.entries(STATES).map(([k, name]) => key(config.stateColours[k], name))
+      .join(" ")
     + ". The ring around a follower or candidate is its election timer running"
     + " down: a heartbeat from the leader fills it again; when it runs out the"
     + " server starts an election. Dots are messages: "
     + ["RequestVote", "AppendEntries", "heartbeat"].map((k) =>
-      "<i class=sw style='background:" + config.messageColours[k] + "'></i>"
-      + (k === "AppendEntries" ? "AppendEntries with entries" : k)).join(" ")
+      key(config.messageColours[k],
+        k === "AppendEntries" ? "AppendEntries with entries" : k)).join(" ")
     + "; a small dot going back is a reply, a red × a message lost. Lines are"
     + " links (red dots: cut). Click a server to crash, disconnect or submit to it.";
 
