@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,6 +173,19 @@ def hand_run_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert process.stdin is not None
         process.stdin.close()
     return log
+
+
+def save_screenshot(driver: WebDriver, path: Path) -> None:
+    """Save what the window shows to ``path``, and print where. With
+    RAFT_VIZ_SCREENSHOTS=DIR, copy it into DIR too: that is how the images
+    in docs/images are made."""
+    assert driver.save_screenshot(str(path))
+    assert path.read_bytes().startswith(b"\x89PNG")
+    print(f"screenshot: {path} ({path.stat().st_size // 1000} kB)")
+    copies = os.environ.get("RAFT_VIZ_SCREENSHOTS")
+    if copies:
+        Path(copies).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(copies) / path.name)
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import bisect
 import io
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,8 @@ from tools.raft_testlog_viz.pages import STATE_CLASS, jumps, opening_row, write_
 from tools.raft_testlog_viz.parse import RunLog, parse_log
 from tools.raft_testlog_viz.timeline import State, Timeline, build_timeline
 
+from .conftest import save_screenshot
+
 if viz_browser.missing() is not None:
     pytest.skip(str(viz_browser.missing()), allow_module_level=True)
 
@@ -55,17 +55,6 @@ DISPLAYED_ROWS = """
 return Array.from(document.querySelectorAll('.chunk tr'))
     .filter((r) => r.getClientRects().length > 0).length;
 """
-
-
-def save_screenshot(driver: WebDriver, path: Path) -> None:
-    """Save what the window shows to ``path`` (and to RAFT_VIZ_SCREENSHOTS)."""
-    assert driver.save_screenshot(str(path))
-    assert path.read_bytes().startswith(b"\x89PNG")
-    print(f"screenshot: {path} ({path.stat().st_size // 1000} kB)")
-    copies = os.environ.get("RAFT_VIZ_SCREENSHOTS")
-    if copies:
-        Path(copies).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(copies) / path.name)
 
 
 def count_text(driver: WebDriver) -> str:

@@ -330,6 +330,68 @@ def test_what_is_not_simulated_is_refused() -> None:
     simulate(program)
 
 
+def test_a_pacer_holds_the_clock_and_stops_it_for_a_thread() -> None:
+    asked: list[tuple[float, float | None, float | None]] = []
+    stops: list[float | None] = [0.5, None, 1.5, None, 3.0]
+    held = 0.0
+
+    def program(sim: Simulation) -> list[tuple[str, float]]:
+        moments: list[tuple[str, float]] = []
+
+        def sleeper() -> None:
+            for _ in range(2):
+                sim.time.sleep(1.0)
+                moments.append(("sleeper", sim.now))
+
+        thread = sim.threading.Thread(target=sleeper, name="sleeper")
+
+        def pacer(now: float, deadline: float | None) -> float | None:
+            nonlocal held
+            asked.append((now, deadline, thread.wakes_at))
+            start = time.monotonic()
+            time.sleep(0.01)  # nothing runs meanwhile: the clock is held
+            held += time.monotonic() - start
+            return stops.pop(0)
+
+        sim.pacer = pacer
+        thread.start()
+        for _ in range(2):
+            sim.wait_for_pacer()
+            moments.append(("main", sim.now))
+        thread.join()
+        sim.wait_for_pacer()  # no timer is left: only the pacer can end this
+        moments.append(("main", sim.now))
+        return moments
+
+    assert simulate(program) == [
+        ("main", 0.5),
+        ("sleeper", 1.0),
+        ("main", 1.5),
+        ("sleeper", 2.0),
+        ("main", 3.0),
+    ]
+    assert asked == [
+        (0.0, 1.0, 1.0),
+        (0.5, 1.0, 1.0),
+        (1.0, 2.0, 2.0),
+        (1.5, 2.0, 2.0),
+        (2.0, None, None),
+    ]
+    assert held >= 0.05
+
+
+def test_a_pacer_may_not_stop_the_clock_outside_its_span() -> None:
+    def program(sim: Simulation) -> None:
+        sim.pacer = lambda now, deadline: 2.0
+        sim.threading.Thread(target=lambda: sim.time.sleep(1.0)).start()
+        sim.wait_for_pacer()
+
+    with pytest.raises(
+        RuntimeError, match=r"at 2\.0: the stop is not in \[0\.0, 1\.0\)"
+    ):
+        simulate(program)
+
+
 # --- How a run reaches a stage ---------------------------------------------------
 
 

@@ -13,8 +13,8 @@ index, or a coloured timeline in the terminal.
   next/match indices, for the page's "cluster at a moment";
 * ``pages`` writes the HTML pages, with the style and scripts of the
   package's ``page.css``, ``page.js``, ``panel.css`` and ``panel.js``
-  (``assets`` reads them; ``panel.js`` is the cluster panel, which a live
-  page can drive too), ``terminal`` draws the terminal view;
+  (``assets`` reads them; ``panel.js`` is the cluster panel, which the
+  playground's live page uses too), ``terminal`` draws the terminal view;
 * ``cli`` is ``python -m tools.raft_testlog_viz``; ``bench`` its
   ``--bench``, which times the rendering, and the pages in a browser with
   ``browser``;

@@ -36,13 +36,16 @@ LOST = "lost"
 was lost (the reason says where)."""
 
 _PREFIX = "rpc "
-_LINE = re.compile(
+RPC_LINE = re.compile(
     r"rpc (?P<sender>\d+)\.(?P<n>\d+) (?:"
     r"(?P<event>send|lost) to (?P<to>\d+): (?P<text>.*)"
     r"|reply from (?P<from>\d+): (?P<reply>.*)"
     r"|(?P<net>deliver|drop) (?P<method>\w+)"
     r")\Z"
 )
+"""An ``rpc`` line of the network layer, in its groups: ``sender`` and ``n``
+(the message id), then ``event`` (send, lost) with ``to`` and ``text``, or
+``from`` and ``reply``, or ``net`` (deliver, drop) with ``method``."""
 _ARGS_TYPE = re.compile(r"(\w+?)(?:Args)?\(")
 NOT_CONNECTED = "not connected"
 """How the reason of a call that never left its sender ends."""
@@ -119,7 +122,7 @@ def trace_messages(entries: Sequence[Entry]) -> MessageTrace:
             continue  # not a consensus module's line
         if not entry.message.startswith(_PREFIX):
             continue
-        match = _LINE.match(entry.message)
+        match = RPC_LINE.match(entry.message)
         if match is None:
             trace.malformed.append((row, "not an rpc line of docs/log-format.md"))
             continue

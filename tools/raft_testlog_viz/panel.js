@@ -2,8 +2,9 @@
 // for a leader its next and match index of each peer, at one moment.
 //
 // It knows nothing of where the moment comes from. A test's page replays
-// its log to a row and shows the result; a live page can show the states
-// it receives. Either way:
+// its log to a row and shows the result; the playground's live page
+// (tools/playground) shows the states a running cluster sends it. Either
+// way:
 //
 //   const panel = RaftPanel.create(element, {
 //     servers: [0, 1, 2],       // the servers' ids, in display order

@@ -6,5 +6,6 @@ scheduler, so that one seed replays a run exactly (docs/sim.md).
 - ``install.py``: how a run reaches a stage's modules, and the list of
   stages the simulator knows;
 - ``pytest_plugin.py``: ``pytest --sim[=SEED]``;
-- ``replay.py`` and ``cli.py``: ``python -m tools.sim run`` and ``sweep``.
+- ``replay.py`` and ``cli.py``: ``python -m tools.sim run`` and ``sweep``
+  (``args.py``: the command-line pieces it shares with the playground).
 """

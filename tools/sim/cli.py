@@ -14,31 +14,13 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from .pytest_plugin import SEED_ENV, SEED_LIMIT
+from .args import BAD_INPUT, ArgumentParser, seed
+from .pytest_plugin import SEED_ENV
 from .replay import BadTestIdError, Outcome, run_test, sweep
-
-BAD_INPUT = 2
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with bad input told in one line."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(BAD_INPUT, f"{self.prog}: {message} (--help tells more)\n")
-
-
-def seed(text: str) -> int:
-    """An argparse type: a seed."""
-    if not text.isdigit() or int(text) >= SEED_LIMIT:
-        raise argparse.ArgumentTypeError(
-            f"a seed is a whole number below {SEED_LIMIT}, not {text!r}"
-        )
-    return int(text)
 
 
 def positive(text: str) -> int:

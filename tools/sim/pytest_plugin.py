@@ -27,12 +27,10 @@ from collections.abc import Generator
 import pytest
 
 from . import install, runtime
+from .args import SEED_LIMIT
 
 SEED_ENV = "RAFT_SIM_SEED"
 """The environment variable that gives every simulated test its seed."""
-
-SEED_LIMIT = 1 << 32
-"""Seeds are whole numbers below this."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

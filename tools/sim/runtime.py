@@ -18,6 +18,12 @@ thread waits and none has a deadline, nothing can ever happen again: the
 program is deadlocked, and the main thread gets a ``DeadlockError`` that
 lists each thread and the line it waits at.
 
+A run can also be *paced* from outside (``tools.playground`` does it):
+a ``Pacer`` is asked each time the clock is about to move, may hold it
+there in real time, and may stop it earlier, for the one simulated thread
+that waits in ``wait_for_pacer``: that is how something from outside the
+run (a user's click) enters it at a virtual moment of its own.
+
 The classes here stand in for those of ``threading`` and ``queue``, with
 the same signatures, and ``Simulation.modules`` holds the stand-in modules
 (``threading``, ``time``, ``random``, ``queue``) that ``tools.sim.install``
@@ -60,6 +66,16 @@ unwind (it gets ``Aborted`` at its next wait)."""
 _HERE = str(Path(__file__).parent)
 
 
+Pacer = Callable[[float, float | None], float | None]
+"""``pacer(now, deadline) -> stop``: asked when every thread waits, before
+the clock moves from ``now`` to ``deadline`` (the earliest timed wait's;
+None when no timer is set). It runs while no simulated thread does, so it
+may wait in real time (to pace the clock to a wall clock) and read the
+program's state. It returns None to let the clock move on, or a moment
+``stop``, ``now <= stop < deadline``, to move the clock there instead and
+wake the thread waiting in ``Simulation.wait_for_pacer``."""
+
+
 class DeadlockError(Exception):
     """Every simulated thread waits, and none has a deadline."""
 
@@ -100,9 +116,13 @@ class Simulation:
 
     ``time_limit`` (virtual seconds) stops a program that never ends: its
     main thread gets ``TimeLimitError`` when the clock would pass it.
+    ``pacer`` (see ``Pacer``) paces the clock and lets events from outside
+    the run in.
     """
 
-    def __init__(self, seed: int, time_limit: float | None = None) -> None:
+    def __init__(
+        self, seed: int, time_limit: float | None = None, pacer: Pacer | None = None
+    ) -> None:
         self.seed = seed
         # Two streams: the program's draws do not shift the schedule's.
         self.schedule = real_random.Random(f"schedule {seed}")
@@ -119,6 +139,8 @@ class Simulation:
         # one whose ticket it holds; other entries are stale.
         self.timers: list[tuple[float, int, Thread]] = []
         self.tickets = 0
+        self.pacer = pacer
+        self.pacer_waiter: Thread | None = None
         self.thread_numbers = itertools.count(1)
         self.threads_started = 0
         self.switches = 0
@@ -246,6 +268,7 @@ class Simulation:
         if deadline is not None:
             self.tickets += 1
             me._ticket = self.tickets
+            me._deadline = deadline
             heapq.heappush(self.timers, (deadline, self.tickets, me))
         self.run_next(me)
         me._ticket = 0
@@ -264,34 +287,73 @@ class Simulation:
 
     def fire_next_timers(self) -> None:
         """Move the clock to the earliest deadline and make the threads
-        waiting for it runnable. With no deadline, or one past the time
-        limit, fail the main thread instead."""
-        while self.timers:
-            deadline, ticket, thread = self.timers[0]
-            if thread._ticket != ticket:
-                heapq.heappop(self.timers)
-                continue
-            if self.time_limit is not None and deadline > self.time_limit:
-                self.fail_main(
-                    TimeLimitError(
-                        self.describe(
-                            f"no end after {self.time_limit:g} s of virtual time"
-                        )
-                    )
-                )
-                return
-            self.now = max(self.now, deadline)
-            while self.timers and self.timers[0][0] <= self.now:
-                _, ticket, thread = heapq.heappop(self.timers)
-                if thread._ticket == ticket:
-                    self.runnable[thread] = None
-                    thread._ticket = 0
+        waiting for it runnable, unless the pacer stops the clock earlier.
+        With no deadline (and no stop), or one past the time limit, fail the
+        main thread instead."""
+        while self.timers and self.timers[0][2]._ticket != self.timers[0][1]:
+            heapq.heappop(self.timers)  # a stale entry
+        deadline = self.timers[0][0] if self.timers else None
+        if (
+            self.pacer is not None
+            and (deadline is None or deadline > self.now)
+            and self.ask_pacer(self.pacer, deadline)
+        ):
             return
-        self.fail_main(
-            DeadlockError(
-                self.describe("deadlock: every thread waits, and no timer is set")
+        if deadline is None:
+            self.fail_main(
+                DeadlockError(
+                    self.describe("deadlock: every thread waits, and no timer is set")
+                )
             )
+            return
+        if self.time_limit is not None and deadline > self.time_limit:
+            self.fail_main(
+                TimeLimitError(
+                    self.describe(f"no end after {self.time_limit:g} s of virtual time")
+                )
+            )
+            return
+        self.now = max(self.now, deadline)
+        while self.timers and self.timers[0][0] <= self.now:
+            _, ticket, thread = heapq.heappop(self.timers)
+            if thread._ticket == ticket:
+                self.runnable[thread] = None
+                thread._ticket = 0
+
+    def ask_pacer(self, pacer: Pacer, deadline: float | None) -> bool:
+        """Ask the pacer before the clock moves to ``deadline``; True if it
+        stopped the clock earlier and woke the thread that waits for it (a
+        stop that breaks the rules fails the main thread)."""
+        stop = pacer(self.now, deadline)
+        if stop is None:
+            return False
+        waiter = self.pacer_waiter
+        if waiter is None:
+            problem = "no thread waits in wait_for_pacer"
+        elif not (self.now <= stop and (deadline is None or stop < deadline)):
+            problem = f"the stop is not in [{self.now!r}, {deadline!r})"
+        else:
+            self.now = stop
+            self.wake(waiter)
+            return True
+        self.fail_main(
+            RuntimeError(f"the pacer stopped the clock at {stop!r}: {problem}")
         )
+        return True
+
+    def wait_for_pacer(self) -> None:
+        """Wait, as a simulated thread, until the pacer stops the clock for
+        it (see ``Pacer``). One thread at a time may wait."""
+        me = self.enter()
+        if self.pacer is None:
+            raise RuntimeError("this simulation has no pacer")
+        if self.pacer_waiter is not None:
+            raise RuntimeError(f"{self.pacer_waiter.name} waits for the pacer already")
+        self.pacer_waiter = me
+        try:
+            self.block("Simulation.wait_for_pacer")
+        finally:
+            self.pacer_waiter = None
 
     def fail_main(self, error: Exception) -> None:
         """Raise ``error`` in the main thread, where it waits."""
@@ -402,6 +464,7 @@ class Thread:
         self._woken = False
         self._waiting_on = ""
         self._ticket = 0
+        self._deadline = 0.0
         self._error: BaseException | None = None
         self._joiners: list[Thread] = []
 
@@ -413,6 +476,12 @@ class Thread:
     def ident(self) -> int | None:
         """The OS thread's identifier, once started."""
         return self._ident
+
+    @property
+    def wakes_at(self) -> float | None:
+        """While the thread waits with a deadline (a sleep, a wait with a
+        timeout), the moment that wait ends; None otherwise."""
+        return self._deadline if self._ticket else None
 
     def start(self) -> None:
         """Start the thread; the schedule then picks who runs first."""
