@@ -38,7 +38,11 @@ class Response:
     body: bytes
 
     def json(self) -> object:
+        """The body, which must be JSON on one line, as the Content-Type
+        says."""
         assert self.headers.get("content-type") == "application/json", self.headers
+        assert self.body.endswith(b"\n"), self.body
+        assert b"\n" not in self.body[:-1], self.body
         return json.loads(self.body)
 
 
