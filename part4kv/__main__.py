@@ -199,9 +199,10 @@ class CommandReader:
     """The lines that come on a stream (standard input), read without ever
     holding up the cluster.
 
-    The end of the input ends the commands, not the cluster. A cluster
-    started in the background of a shell (``&``) leaves the terminal to
-    the shell: it reads only while it is in the foreground.
+    The end of the input ends the commands, not the cluster; at a terminal
+    (Ctrl-D) it ends nothing, since more may be typed. A cluster started in
+    the background of a shell (``&``) leaves the terminal to the shell: it
+    reads only while it is in the foreground.
     """
 
     def __init__(self, stream: TextIO | None) -> None:
@@ -227,7 +228,10 @@ class CommandReader:
             stop.wait(timeout)
             return []
         if ready and not data:  # the end of the input
-            self.fd = None
+            if self.terminal:
+                stop.wait(timeout)  # a terminal hung up would say so at once
+            else:
+                self.fd = None
             data = b"\n"  # the last line may lack its newline
         self.pending += data
         *lines, self.pending = self.pending.split(b"\n")

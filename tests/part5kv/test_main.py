@@ -334,13 +334,16 @@ def test_end_of_input_does_not_stop_the_cluster(tmp_path: Path, stdin: str) -> N
 def test_commands_from_a_terminal(tmp_path: Path) -> None:
     # Standard input is a terminal, though not the process's controlling
     # terminal (as in an IDE's console): it reads commands from it, and
-    # says how to get help.
+    # says how to get help. Ctrl-D does not end them.
     controller, terminal = pty.openpty()
     try:
         with Cluster(tmp_path, stdin=terminal) as cluster:
             cluster.start()
             os.write(controller, b"status\n")
             assert all(STATUS_LINE.match(cluster.answer()) for _ in range(3))
+            os.write(controller, b"\x04")  # Ctrl-D
+            os.write(controller, b"help\n")
+            assert cluster.answer() == HELP.splitlines()[0]
             assert cluster.stop(signal.SIGINT) == 0
     finally:
         os.close(controller)
