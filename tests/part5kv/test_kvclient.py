@@ -655,6 +655,14 @@ def test_reconnects_when_the_kept_connection_was_closed(
     c.close()
 
 
+def sigint_by_default() -> None:
+    """Give SIGINT its default action in a child about to start, as at a
+    terminal: a shell that runs pytest in the background (``&`` in a
+    script) makes it ignore SIGINT, and its children too, and a Python
+    started so turns no Ctrl-C into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_command_line_client_ctrl_c_exits_130(stubs: Callable[..., Stub]) -> None:
     hole = stubs(black_hole)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -665,6 +673,7 @@ def test_command_line_client_ctrl_c_exits_130(stubs: Callable[..., Stub]) -> Non
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=sigint_by_default,
     )
     try:
         wait_until(lambda: hole.connections >= 1, "the client sent its request")
