@@ -175,6 +175,14 @@ def hand_run_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return log
 
 
+def sigint_by_default() -> None:
+    """Give SIGINT its default action in a child about to start, as at a
+    terminal: a shell that runs pytest in the background (``&`` in a
+    script) makes it ignore SIGINT, and its children too, and a Python
+    started so turns no Ctrl-C into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def save_screenshot(driver: WebDriver, path: Path) -> None:
     """Save what the window shows to ``path``, and print where. With
     RAFT_VIZ_SCREENSHOTS=DIR, copy it into DIR too: that is how the images

@@ -39,7 +39,7 @@ from tools.playground.stages import STAGES
 from tools.playground.web import Playground
 from tools.sim import install
 
-from .conftest import ROOT, run_python
+from .conftest import ROOT, run_python, sigint_by_default
 
 LEADER = re.compile(r"\[(\d+)\] becomes Leader; term=(\d+)")
 CANDIDATE = re.compile(r"\[(\d+)\] becomes Candidate \(currentTerm=(\d+)\)")
@@ -718,6 +718,7 @@ def test_the_command_line_serves_the_page_and_ends_on_ctrl_c(tmp_path: Path) -> 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_by_default,
     )
     try:
         assert process.stdout is not None

@@ -32,7 +32,7 @@ import pytest
 
 from tools.raft_testlog_viz import browser as viz_browser
 
-from .conftest import ROOT, save_screenshot
+from .conftest import ROOT, save_screenshot, sigint_by_default
 
 if viz_browser.missing() is not None:
     pytest.skip(str(viz_browser.missing()), allow_module_level=True)
@@ -102,6 +102,7 @@ class Process:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=sigint_by_default,
         )
         assert self.popen.stdout is not None
         self.title = self.popen.stdout.readline()
