@@ -25,11 +25,19 @@ Figure 3) continuously, not only when the test asks:
 A violation is recorded when it happens, as a ``Violation`` (tests read
 them with ``violations()``), and fails the test at the harness's next check,
 or at the latest when the ``with`` block ends.
+
+With ``Harness(n, snapshot_every=K)``, each server is snapshotted after
+every K-th entry it delivers, and the snapshot holds every command it
+delivered so far (the trick of MIT's lab tester). A server that installs a
+snapshot takes its deliveries from it, so the checks above, and
+``check_committed``, stay exact across snapshots: a snapshot must agree with
+every delivery at each index it covers.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import queue
 import threading
 import time
@@ -38,7 +46,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .raft import CommitEntry, ConsensusModule, LogEntry
+from .raft import (
+    CommitEntry,
+    ConsensusModule,
+    LogEntry,
+    SnapshotEntry,
+    StorageFailedError,
+)
 from .server import Server
 from .storage import MapStorage
 
@@ -87,7 +101,8 @@ class Violation:
 
 @dataclass(frozen=True)
 class Leadership:
-    """A server becoming leader: its id, its term and its log at that moment.
+    """A server becoming leader: its id, its term and its log at that moment,
+    from index 0 (the entries its snapshot covers are read from it).
 
     A leader never removes entries from its own log, so the log it starts
     with holds every entry of earlier terms it will ever have.
@@ -107,18 +122,37 @@ class FirstDelivery:
     max_leader_term: int
 
 
+def encode_snapshot(delivered: list[CommitEntry]) -> bytes:
+    """The snapshot of a server that delivered ``delivered``: the command
+    and term of each entry, in index order."""
+    return pickle.dumps([(entry.command, entry.term) for entry in delivered])
+
+
+def decode_snapshot(data: bytes) -> list[CommitEntry] | None:
+    """The deliveries an encode_snapshot ``data`` holds; None if ``data``
+    is not such a snapshot."""
+    try:
+        return [CommitEntry(c, i, t) for i, (c, t) in enumerate(pickle.loads(data))]
+    except Exception:  # whatever the bytes are, they are no snapshot of ours
+        return None
+
+
 def sleep_ms(ms: int) -> None:
     """Sleep ``ms`` milliseconds: part of a scenario, or a negative check."""
     time.sleep(ms / 1000)
 
 
 class Harness:
-    """A cluster of ``n`` connected servers, all ready to run."""
+    """A cluster of ``n`` connected servers, all ready to run; with
+    ``snapshot_every`` K > 0, each is snapshotted every K entries."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, snapshot_every: int = 0) -> None:
         if n < 1:
             raise ValueError(f"a cluster needs at least one server, got {n}")
+        if snapshot_every < 0:
+            raise ValueError(f"snapshot_every must be >= 0, got {snapshot_every}")
         self.n = n
+        self.snapshot_every = snapshot_every
         # Tells a log reader (tools/raft_check) that a new cluster starts.
         self.tlog(f"New cluster of {n} servers")
         self.connected = [False] * n
@@ -129,7 +163,7 @@ class Harness:
         # violations found. It is taken while a CM holds its own lock (see
         # watch_elections), never the other way round.
         self.mu = threading.Lock()
-        self.commit_chans: list[queue.Queue[CommitEntry]] = []
+        self.commit_chans: list[queue.Queue[CommitEntry | SnapshotEntry]] = []
         self.commits: list[list[CommitEntry]] = [[] for _ in range(n)]
         # The first entry any server delivered at each index: every later
         # delivery at that index, on any server, must be the same entry.
@@ -143,7 +177,7 @@ class Harness:
         self.cluster: list[Server] = []
         for i in range(n):
             peer_ids = [p for p in range(n) if p != i]
-            commit_chan: queue.Queue[CommitEntry] = queue.Queue()
+            commit_chan: queue.Queue[CommitEntry | SnapshotEntry] = queue.Queue()
             server = Server(i, peer_ids, self.storage[i], ready, commit_chan)
             server.serve()
             self.watch_elections(server.cm)
@@ -222,7 +256,7 @@ class Harness:
     def crash_peer(self, id: int) -> None:
         """Crash server ``id``: cut it off and shut it down. Its storage
         survives; what it delivered is forgotten, since a restarted server
-        delivers its committed log again, from index 0."""
+        delivers its snapshot and its committed log again."""
         self.check_id(id)
         if not self.alive[id]:
             raise ValueError(f"server {id} is already crashed")
@@ -377,7 +411,7 @@ class Harness:
         start_leader = cm.start_leader
 
         def start_leader_watched() -> None:
-            self.record_leader(Leadership(cm.id, cm.current_term, tuple(cm.log)))
+            self.record_leader(Leadership(cm.id, cm.current_term, whole_log(cm)))
             start_leader()
 
         # mypy forbids assigning to a method; shadowing it on the instance
@@ -427,9 +461,15 @@ class Harness:
                     )
 
     def collect_commits(self, i: int) -> None:
-        """Collect what server ``i`` delivers, checking each delivery."""
+        """Collect what server ``i`` delivers, checking each delivery; with
+        snapshot_every K, snapshot the server after every K-th entry."""
         while (entry := self.commit_chans[i].get()) is not END_OF_COMMITS:
             self.tlog(f"collect_commits({i}) got {entry}")
+            if isinstance(entry, SnapshotEntry):
+                self.collect_snapshot(i, entry)
+                self.commit_chans[i].task_done()
+                continue
+            snapshot = None
             with self.mu:
                 expected_index = len(self.commits[i])
                 if entry.index != expected_index:
@@ -442,24 +482,86 @@ class Harness:
                         f"{expected_index}: each index in order, once per "
                         f"incarnation",
                     )
-                first = self.committed.setdefault(entry.index, entry)
-                if first == entry:
-                    self.first_deliveries.setdefault(
-                        entry.index, FirstDelivery(i, self.max_leader_term)
-                    )
-                else:
-                    first_server = self.first_deliveries[entry.index].server
-                    self.violation(
-                        "State Machine Safety",
-                        (i, first_server),
-                        None,
-                        entry.index,
-                        f"server {i} delivered {entry}, but server "
-                        f"{first_server} delivered {first} at index {entry.index}",
-                    )
+                self.check_agreement(i, entry, f"delivered {entry}")
                 self.commits[i].append(entry)
+                k = self.snapshot_every
+                if k and (entry.index + 1) % k == 0:
+                    snapshot = encode_snapshot(self.commits[i])
+            # Not under mu: the CM's lock is never taken while holding it.
+            if snapshot is not None:
+                self.snapshot(i, entry.index, snapshot)
             # crash_peer() joins the queue to know all has been taken.
             self.commit_chans[i].task_done()
+
+    def check_agreement(self, i: int, entry: CommitEntry, what: str) -> None:
+        """State Machine Safety: an entry server ``i`` delivered (``what``
+        it did) must be the first one delivered at its index. Expects
+        ``mu`` held."""
+        first = self.committed.setdefault(entry.index, entry)
+        if first == entry:
+            self.first_deliveries.setdefault(
+                entry.index, FirstDelivery(i, self.max_leader_term)
+            )
+        else:
+            first_server = self.first_deliveries[entry.index].server
+            self.violation(
+                "State Machine Safety",
+                (i, first_server),
+                None,
+                entry.index,
+                f"server {i} {what}, but server {first_server} delivered "
+                f"{first} at index {entry.index}",
+            )
+
+    def collect_snapshot(self, i: int, snapshot: SnapshotEntry) -> None:
+        """Take a snapshot server ``i`` delivered: its deliveries become the
+        snapshot's. It must hold the commands up to its index, agree with
+        every delivery, and come after what the server delivered before."""
+        covered = decode_snapshot(snapshot.data)
+        with self.mu:
+            if covered is None or [(e.index, e.term) for e in covered[-1:]] != [
+                (snapshot.index, snapshot.term)
+            ]:
+                self.violation(
+                    "State Machine Safety",
+                    (i,),
+                    None,
+                    snapshot.index,
+                    f"server {i} delivered {snapshot}, which does not hold "
+                    f"the entries up to index {snapshot.index}",
+                )
+                return
+            if snapshot.index < len(self.commits[i]):
+                self.violation(
+                    "Delivery order",
+                    (i,),
+                    None,
+                    snapshot.index,
+                    f"server {i} delivered a snapshot up to index "
+                    f"{snapshot.index} after it delivered index "
+                    f"{len(self.commits[i]) - 1}: a snapshot must bring "
+                    f"something new",
+                )
+            for entry in covered:
+                self.check_agreement(i, entry, f"delivered {entry} in {snapshot}")
+            self.commits[i] = covered
+
+    def snapshot(self, i: int, index: int, data: bytes) -> None:
+        """Hand server ``i``'s CM the snapshot ``data`` at ``index``."""
+        try:
+            self.cluster[i].cm.snapshot(index, data)
+        except StorageFailedError:
+            pass  # its storage failed: the CM stopped, and logged why
+        except ValueError as refused:
+            with self.mu:
+                self.violation(
+                    "Delivery order",
+                    (i,),
+                    None,
+                    index,
+                    f"server {i} refused a snapshot at index {index}, which "
+                    f"it delivered: {refused}",
+                )
 
     def violation(
         self,
@@ -506,8 +608,22 @@ class Harness:
         with self.mu:
             return [self.leaders[term] for term in sorted(self.leaders)]
 
+    def raft_state_size(self, i: int) -> int:
+        """The bytes server ``i``'s storage holds besides its snapshot: its
+        term, vote, base and log."""
+        self.check_id(i)
+        return self.storage[i].size() - self.snapshot_size(i)
+
+    def snapshot_size(self, i: int) -> int:
+        """The bytes of server ``i``'s snapshot in storage (0 if none).
+        part6.raft saves it last in the record under "snapshot"."""
+        self.check_id(i)
+        record = self.storage[i].get("snapshot")
+        return 0 if record is None else len(pickle.loads(record)[-1])
+
     def delivered(self, i: int) -> list[CommitEntry]:
-        """What server ``i`` has delivered, in order (since its restart)."""
+        """What server ``i`` has delivered, in order (since its restart, from
+        its snapshot on)."""
         self.check_id(i)
         with self.mu:
             return list(self.commits[i])
@@ -538,3 +654,13 @@ class Harness:
         """Raise ValueError for an id that is not in the cluster."""
         if not 0 <= id < self.n:
             raise ValueError(f"no server {id} in a cluster of {self.n}")
+
+
+def whole_log(cm: ConsensusModule) -> tuple[LogEntry, ...]:
+    """``cm``'s log from index 0: the entries its snapshot covers (read from
+    the snapshot, which collect_commits made), then its log. Expects
+    ``cm.mu`` held."""
+    covered = decode_snapshot(cm.snapshot_data) or []
+    if cm.last_included_index < 0:
+        covered = []
+    return (*(LogEntry(e.command, e.term) for e in covered), *cm.log)

@@ -1,18 +1,27 @@
-"""Raft consensus module, part 3: persistence and fast log backtracking.
+"""Raft consensus module, part 6: log compaction with snapshots.
 
-Part 2 replicated a log, but a server that crashed lost everything. Now the
-state Figure 2 calls persistent (current_term, voted_for, log) is saved to a
-Storage each time it changes, before the server answers or sends anything
-that depends on it, and is restored when the server restarts. A restarted
-server therefore keeps its vote (no second vote in a term) and its log.
+Part 3 persisted the log, but never forgot any of it: the log grows without
+bound, and a restarted server replays every command ever submitted. Now the
+service using Raft may, at any time, hand the CM a snapshot of its state
+after some index (``snapshot``): the CM drops every entry up to that index
+and keeps only their last index and term, ``last_included_index`` and
+``last_included_term``, the base of its log (paper section 7).
 
-A write that fails (a full disk) stops the server at once, as a crash
-would: a server must never vote or acknowledge on the strength of state that
-may not be on disk.
+The log therefore no longer starts at index 0: ``log[0]`` holds the entry
+right after the base. Every index the CM uses, in its messages, its logs
+and on its commit channel, is still absolute, so each place that reads the
+log must translate (``position``, ``term_at``); the comments say where the
+base makes that subtle. That is the heart of this stage.
 
-A follower whose log conflicts with the leader's now also tells the leader
-where the conflict starts, so the leader backs up a whole term at a time
-instead of one entry per round trip.
+A follower that needs entries the leader has dropped gets the leader's
+snapshot instead (``install_snapshot``, the paper's Figure 13), and hands it
+to its service as a SnapshotEntry on the commit channel. The snapshot, its
+base and the log are saved so that a crash between any two writes leaves a
+state Raft allows (``persist_snapshot``), and the entries a snapshot covers
+are deleted from storage.
+
+Everything else is part 3's: persistent term, vote and log, fail-stop on a
+failed write, and the conflict hints of fast log backtracking.
 
 Each server runs on real threads (an election timer, a heartbeat loop,
 one short-lived thread per outgoing RPC and a commit sender) and every
@@ -79,6 +88,25 @@ class CommitEntry:
 
 
 @dataclass(frozen=True)
+class SnapshotEntry:
+    """A snapshot, as delivered on the commit channel: the service replaces
+    its state with ``data``, which covers every entry up to ``index``; the
+    next CommitEntry is ``index + 1``."""
+
+    data: bytes
+    index: int
+    term: int
+    """The term of the entry at ``index``."""
+
+    def __str__(self) -> str:
+        """The dataclass repr, with the length of the data, not its bytes."""
+        return (
+            f"SnapshotEntry(data=<{len(self.data)} bytes>, index={self.index}, "
+            f"term={self.term})"
+        )
+
+
+@dataclass(frozen=True)
 class RequestVoteArgs:
     """Arguments of the RequestVote RPC (Figure 2)."""
 
@@ -135,15 +163,43 @@ class AppendEntriesReply:
 
     On a log mismatch, the conflict fields tell the leader where to resume:
     if the follower has no entry at prev_log_index, conflict_index is the
-    length of its log and conflict_term is -1; otherwise conflict_term is
-    the term of its entry there, and conflict_index the first index of its
-    log holding that term.
+    length of its log (the index after its last entry) and conflict_term is
+    -1; otherwise conflict_term is the term of its entry there, and
+    conflict_index the first index after its base holding that term.
     """
 
     term: int
     success: bool
     conflict_index: int = -1
     conflict_term: int = -1
+
+
+@dataclass(frozen=True)
+class InstallSnapshotArgs:
+    """Arguments of the InstallSnapshot RPC (Figure 13), the whole snapshot
+    in one message: ``data`` covers every entry up to last_included_index."""
+
+    term: int
+    leader_id: int
+    last_included_index: int
+    last_included_term: int
+    data: bytes
+
+    def __str__(self) -> str:
+        """The dataclass repr, with the length of the data, not its bytes."""
+        return (
+            f"InstallSnapshotArgs(term={self.term}, leader_id={self.leader_id}, "
+            f"last_included_index={self.last_included_index}, "
+            f"last_included_term={self.last_included_term}, "
+            f"data=<{len(self.data)} bytes>)"
+        )
+
+
+@dataclass(frozen=True)
+class InstallSnapshotReply:
+    """Reply of the InstallSnapshot RPC."""
+
+    term: int
 
 
 class StorageFailedError(ConnectionError):
@@ -170,9 +226,10 @@ class ConsensusModule:
     The CM is dormant until ``ready`` is set: before that it never touches
     ``server``, so tests can build one with ``server=None`` and call its RPC
     handlers directly. Committed commands are delivered on ``commit_chan``,
-    which must be unbounded: the CM never waits for its consumer.
-    If ``storage`` holds the state of an earlier incarnation, the CM starts
-    from it.
+    which must be unbounded: the CM never waits for its consumer; so are
+    snapshots, as SnapshotEntry. If ``storage`` holds the state of an
+    earlier incarnation, the CM starts from it, and delivers its snapshot
+    first.
     """
 
     def __init__(
@@ -182,7 +239,7 @@ class ConsensusModule:
         server: PeerCaller | None,
         storage: Storage,
         ready: threading.Event,
-        commit_chan: queue.Queue[CommitEntry],
+        commit_chan: queue.Queue[CommitEntry | SnapshotEntry],
     ) -> None:
         if commit_chan.maxsize > 0:
             raise ValueError("commit_chan must be an unbounded queue.Queue()")
@@ -201,21 +258,33 @@ class ConsensusModule:
         self.peer_ids = list(peer_ids)
         self.server = server
         self.storage = storage
-        # The length of the log as last saved to storage.
+        # The length of the log as last saved to storage (the index after
+        # its last entry), and the first index whose entry storage may
+        # still hold: entries below it were deleted by a snapshot.
         self.saved_log_length = 0
+        self.saved_log_start = 0
         # The error of the storage write that stopped this CM, if one did.
         self.storage_error: Exception | None = None
         self.ready = ready
         self.commit_chan = commit_chan
 
-        # Persistent state on all servers (Figure 2).
+        # Persistent state on all servers (Figure 2), plus the snapshot and
+        # its base (Figure 13): the index and term of the last entry it
+        # covers. log[0] is the entry at index last_included_index + 1.
         self.current_term = 0
         self.voted_for = -1
         self.log: list[LogEntry] = []
+        self.last_included_index = -1
+        self.last_included_term = -1
+        self.snapshot_data = b""
 
-        # Volatile state on all servers.
+        # Volatile state on all servers. The base is committed and applied:
+        # last_included_index <= last_applied <= commit_index, always.
         self.commit_index = -1
         self.last_applied = -1
+        # Set when the service must be handed the snapshot before anything
+        # else: after a restart, or once the leader's snapshot is installed.
+        self.snapshot_pending = False
         self.state = CMState.FOLLOWER
         self.election_reset_event = time.monotonic()
 
@@ -259,7 +328,7 @@ class ConsensusModule:
             if self.state != CMState.LEADER:
                 return -1
             self.log.append(LogEntry(command=command, term=self.current_term))
-            index = len(self.log) - 1
+            index, _ = self.last_log_index_and_term()
             try:
                 self.persist_to_storage(log_changed_from=index)
             except StorageFailedError:
@@ -267,6 +336,38 @@ class ConsensusModule:
             self.dlog("... log index=%s", index)
             self.trigger_ae()
             return index
+
+    def snapshot(self, index: int, data: bytes) -> None:
+        """Compact the log: ``data`` is the service's state after it applied
+        every entry up to and including ``index``.
+
+        The CM drops those entries, makes ``index`` the base of its log, and
+        saves the snapshot and the base before it returns (see
+        persist_snapshot). An index at or below the base changes nothing;
+        an index not yet delivered on commit_chan raises ValueError, since
+        the service cannot have applied it. A stopped CM ignores the call.
+        Never blocks on the network. If a storage write fails, the CM stops
+        (see ``fail_stop``) and this raises StorageFailedError.
+        """
+        with self.mu:
+            if self.state == CMState.DEAD:
+                return
+            if index > self.last_applied:
+                raise ValueError(
+                    f"snapshot at index {index}: only up to {self.last_applied} "
+                    f"was delivered"
+                )
+            if index <= self.last_included_index:
+                self.dlog(
+                    "snapshot at index %s ignored: the base is already %s",
+                    index,
+                    self.last_included_index,
+                )
+                return
+            term = self.term_at(index)
+            self.dlog("snapshot at index %s (term %s)", index, term)
+            self.compact_log(index, term, data)
+            self.persist_snapshot()
 
     def stop(self) -> None:
         """Stop this CM for good; its threads end soon after.
@@ -299,10 +400,11 @@ class ConsensusModule:
         * current_term and voted_for change together (a new term starts
           with no vote), so they share one key: a crash never restores a new
           term with the vote of an older one.
-        * The log is saved one entry per key, plus its length; restore reads
-          only the entries below that length. New entries are written before
-          the length that takes them in, so a crash loses at most entries
-          that nobody was told of yet.
+        * The log is saved one entry per key, named by its index, plus its
+          length; restore reads only the entries below that length (and
+          after the base: see persist_snapshot). New entries are written
+          before the length that takes them in, so a crash loses at most
+          entries that nobody was told of yet.
         * Replacing a conflicting suffix first cuts the saved length back to
           the entries that stay, then writes the new entries and their
           length. A crash in between restores the shorter log, never a new
@@ -318,14 +420,72 @@ class ConsensusModule:
                 return
             if log_changed_from < self.saved_log_length:
                 self.storage.set("logLength", pickle.dumps(log_changed_from))
-            for i in range(log_changed_from, len(self.log)):
-                entry = self.log[i]
+            log_length = self.last_log_index_and_term()[0] + 1
+            for i in range(log_changed_from, log_length):
+                entry = self.log[self.position(i)]
                 command_and_term = pickle.dumps((entry.command, entry.term))
                 self.storage.set(f"log/{i}", command_and_term)
-            self.storage.set("logLength", pickle.dumps(len(self.log)))
-            self.saved_log_length = len(self.log)
+            self.storage.set("logLength", pickle.dumps(log_length))
+            self.saved_log_length = log_length
         except Exception as error:
             self.fail_stop(error)
+
+    def persist_snapshot(self, discarded_log: bool = False) -> None:
+        """Save the snapshot and its base, and delete from storage the
+        entries the snapshot covers. Expects ``mu`` held.
+
+        ``discarded_log`` says that the CM has just installed a leader's
+        snapshot whose last entry its log lacked, and dropped its whole log
+        (Figure 13). As in persist_to_storage, the server may crash between
+        any two writes, and what one crash leaves must be a state Raft
+        allows:
+
+        * The snapshot, its base (last_included_index and term) and the
+          first index whose entry storage may still hold change together,
+          so they share one key, "snapshot": a crash never restores a base
+          with the data of another snapshot.
+        * Restore reads only the entries after the base. So the snapshot is
+          written first, and only then are the entries it covers deleted:
+          deleting them first, a crash would restore the old base with
+          entries missing after it, entries the server may have
+          acknowledged.
+        * A crash in the middle of the deletes leaves entries at or below
+          the base, which nothing reads. The "snapshot" key says where the
+          deletes began, so the next snapshot deletes them too.
+        * A discarded log may hold, at the snapshot's index, an entry of
+          another term, and entries after it: stale entries that must never
+          be read after the new base. So the saved length is first cut back
+          to that index, as persist_to_storage cuts a conflicting suffix;
+          a crash right after restores the old base with the shorter log.
+
+        Entries the base has not reached yet, beyond a cut length, stay in
+        storage until a new entry overwrites them or a snapshot deletes
+        them; nothing reads them meanwhile.
+
+        A write or delete that fails stops the CM: see ``fail_stop``.
+        """
+        try:
+            saved_length = self.saved_log_length
+            base = self.last_included_index
+            if discarded_log and self.saved_log_length > base:
+                self.storage.set("logLength", pickle.dumps(base))
+                self.saved_log_length = base
+            record = (base, self.last_included_term, self.saved_log_start)
+            self.storage.set("snapshot", pickle.dumps((*record, self.snapshot_data)))
+            for i in range(self.saved_log_start, min(saved_length, base + 1)):
+                self.storage.delete(f"log/{i}")
+            self.saved_log_start = base + 1
+        except Exception as error:
+            self.fail_stop(error)
+
+    def compact_log(self, index: int, term: int, data: bytes) -> None:
+        """Make ``index``, an entry of ``term``, the base of the log, with
+        ``data`` its snapshot: drop the entries up to it, keep those after.
+        Expects ``mu`` held. (``position`` still counts from the old base
+        here: the new one is set after the cut.)"""
+        self.log = self.log[self.position(index) + 1 :]
+        self.last_included_index, self.last_included_term = index, term
+        self.snapshot_data = data
 
     def fail_stop(self, error: Exception) -> NoReturn:
         """Stop for good because a storage write failed. Expects ``mu`` held.
@@ -351,17 +511,35 @@ class ConsensusModule:
         ) from error
 
     def restore_from_storage(self) -> None:
-        """Load the state persist_to_storage saved. Expects ``mu`` held, or
-        the CM still under construction."""
+        """Load the state persist_to_storage and persist_snapshot saved.
+        Expects ``mu`` held, or the CM still under construction.
+
+        The snapshot covers committed entries that its service had applied:
+        the commit index starts at its base, and the commit channel hands
+        the service the snapshot first, then the entries committed after it.
+        """
         self.current_term, self.voted_for = self.load("termAndVote", (0, -1))
+        (
+            self.last_included_index,
+            self.last_included_term,
+            self.saved_log_start,
+            self.snapshot_data,
+        ) = self.load("snapshot", (-1, -1, 0, b""))
+        self.commit_index = self.last_applied = self.last_included_index
+        self.snapshot_pending = self.last_included_index >= 0
         self.saved_log_length = self.load("logLength", 0)
+        first = self.last_included_index + 1
         self.log = [
-            LogEntry(*self.load(f"log/{i}")) for i in range(self.saved_log_length)
+            LogEntry(*self.load(f"log/{i}"))
+            for i in range(first, self.saved_log_length)
         ]
         self.dlog(
-            "restored from storage: currentTerm=%s, votedFor=%s, log=%s",
+            "restored from storage: currentTerm=%s, votedFor=%s, "
+            "lastIncludedIndex=%s, lastIncludedTerm=%s, log=%s",
             self.current_term,
             self.voted_for,
+            self.last_included_index,
+            self.last_included_term,
             self.log,
         )
 
@@ -478,10 +656,14 @@ class ConsensusModule:
 
                 # Log Matching: accept the entries only if our log holds the
                 # entry just before them, with the same term. If it does, our
-                # log is identical to the leader's up to that point.
-                if args.prev_log_index == -1 or (
-                    args.prev_log_index < len(self.log)
-                    and args.prev_log_term == self.log[args.prev_log_index].term
+                # log is identical to the leader's up to that point. An entry
+                # before our base is in our snapshot, hence committed: the
+                # leader holds the same one. At the base, our snapshot tells
+                # its term (-1 at index -1, before any snapshot).
+                last_index, _ = self.last_log_index_and_term()
+                if args.prev_log_index < self.last_included_index or (
+                    args.prev_log_index <= last_index
+                    and args.prev_log_term == self.term_at(args.prev_log_index)
                 ):
                     success = True
                     self.append_new_entries(args)
@@ -495,17 +677,19 @@ class ConsensusModule:
                         self.commit_index = new_commit_index
                         self.dlog("... setting commitIndex=%s", self.commit_index)
                         self.new_commit_ready.notify()
-                elif args.prev_log_index >= len(self.log):
+                elif args.prev_log_index > last_index:
                     # We lack the entry: the leader may resume at our end.
-                    conflict_index = len(self.log)
+                    conflict_index = last_index + 1
                 else:
                     # Our entry there is of another term: name it, and where
                     # our run of it starts, so the leader can skip it whole.
-                    conflict_term = self.log[args.prev_log_index].term
+                    # The run is searched back to the entry after our base:
+                    # entries before it are gone.
+                    conflict_term = self.term_at(args.prev_log_index)
                     conflict_index = args.prev_log_index
                     while (
-                        conflict_index > 0
-                        and self.log[conflict_index - 1].term == conflict_term
+                        conflict_index - 1 > self.last_included_index
+                        and self.term_at(conflict_index - 1) == conflict_term
                     ):
                         conflict_index -= 1
             reply = AppendEntriesReply(
@@ -523,21 +707,86 @@ class ConsensusModule:
         Skip the entries we already hold with the same term; at the first
         conflict (same index, other term) drop our entry and all after it.
         A delayed, shorter request must not cut entries that match: they
-        may have been acknowledged to the leader since. Expects ``mu``.
+        may have been acknowledged to the leader since. Entries up to our
+        base are in our snapshot already: they are skipped too. Expects
+        ``mu``.
         """
         log_insert_index = args.prev_log_index + 1
         new_entries_index = 0
+        if log_insert_index <= self.last_included_index:
+            new_entries_index = self.last_included_index + 1 - log_insert_index
+            log_insert_index = self.last_included_index + 1
+        last_index, _ = self.last_log_index_and_term()
         while (
-            log_insert_index < len(self.log)
+            log_insert_index <= last_index
             and new_entries_index < len(args.entries)
-            and self.log[log_insert_index].term == args.entries[new_entries_index].term
+            and self.term_at(log_insert_index) == args.entries[new_entries_index].term
         ):
             log_insert_index += 1
             new_entries_index += 1
         if new_entries_index < len(args.entries):
             self.dlog("... inserting entries from index %s", log_insert_index)
-            self.log[log_insert_index:] = args.entries[new_entries_index:]
+            self.log[self.position(log_insert_index) :] = args.entries[
+                new_entries_index:
+            ]
             self.persist_to_storage(log_changed_from=log_insert_index)
+
+    def install_snapshot(self, args: InstallSnapshotArgs) -> InstallSnapshotReply:
+        """Handle an InstallSnapshot RPC: take the leader's snapshot in place
+        of the entries it covers (Figure 13), and hand it to the service.
+
+        A snapshot up to an index we know to be committed brings nothing
+        new (it is a delayed or repeated message): it changes nothing. If
+        our log holds the snapshot's last entry, with its term, the entries
+        after it are the leader's too and stay; otherwise our whole log is
+        discarded. The snapshot is saved before the reply, and before the
+        service gets it. A stopped CM does not answer, as in
+        ``request_vote``.
+        """
+        with self.mu:
+            if self.state == CMState.DEAD:
+                raise ConnectionError(f"server {self.id} is dead: no answer")
+            self.dlog("InstallSnapshot: %s", args)
+
+            if args.term > self.current_term:
+                self.dlog("... term out of date in InstallSnapshot")
+                self.become_follower(args.term)
+
+            if args.term == self.current_term:
+                # As in append_entries: the sender is this term's leader.
+                if self.state != CMState.FOLLOWER:
+                    self.become_follower(args.term)
+                self.election_reset_event = time.monotonic()
+
+                index, term = args.last_included_index, args.last_included_term
+                last_index, _ = self.last_log_index_and_term()
+                if index <= self.commit_index:
+                    self.dlog(
+                        "... stale snapshot at index %s: commitIndex=%s, ignored",
+                        index,
+                        self.commit_index,
+                    )
+                else:
+                    # index > commit_index >= our base: term_at reads the log.
+                    keep = index <= last_index and self.term_at(index) == term
+                    self.dlog(
+                        "... installing snapshot at index %s (term %s), %s",
+                        index,
+                        term,
+                        "keeping the log after it" if keep else "discarding the log",
+                    )
+                    if not keep:
+                        self.log = []
+                    self.compact_log(index, term, args.data)
+                    # The snapshot is committed state: it is the next thing
+                    # the service gets, in place of the entries it covers.
+                    self.commit_index = self.last_applied = index
+                    self.snapshot_pending = True
+                    self.persist_snapshot(discarded_log=not keep)
+                    self.new_commit_ready.notify()
+            reply = InstallSnapshotReply(term=self.current_term)
+            self.dlog("InstallSnapshot reply: %s", reply)
+            return reply
 
     # --- Elections ------------------------------------------------------
 
@@ -683,10 +932,18 @@ class ConsensusModule:
         self.state = CMState.LEADER
         # Optimistically assume each follower's log matches ours; AppendEntries
         # failures walk next_index back until it really does.
+        last_index, _ = self.last_log_index_and_term()
         for peer_id in self.peer_ids:
-            self.next_index[peer_id] = len(self.log)
+            self.next_index[peer_id] = last_index + 1
             self.match_index[peer_id] = -1
-        self.dlog("becomes Leader; term=%s, log=%s", self.current_term, self.log)
+        self.dlog(
+            "becomes Leader; term=%s, lastIncludedIndex=%s, lastIncludedTerm=%s, "
+            "log=%s",
+            self.current_term,
+            self.last_included_index,
+            self.last_included_term,
+            self.log,
+        )
         self.wakeup.notify_all()
         self.spawn("heartbeat-timer", self.run_heartbeat_timer)
 
@@ -716,8 +973,10 @@ class ConsensusModule:
 
     def leader_send_aes(self) -> None:
         """Send one round of AppendEntries to all peers: to each, the entries
-        from its next_index on (none, for a follower that is up to date)."""
-        requests: list[tuple[int, AppendEntriesArgs]] = []
+        from its next_index on (none, for a follower that is up to date).
+        A follower whose next entry is at or before our base gets our
+        snapshot instead: we no longer hold that entry."""
+        requests: list[tuple[int, AppendEntriesArgs | InstallSnapshotArgs]] = []
         with self.mu:
             if self.state != CMState.LEADER:
                 return
@@ -726,21 +985,38 @@ class ConsensusModule:
             self.leader_advance_commit_index()
             for peer_id in self.peer_ids:
                 next_index = self.next_index[peer_id]
+                if next_index <= self.last_included_index:
+                    snapshot = InstallSnapshotArgs(
+                        term=self.current_term,
+                        leader_id=self.id,
+                        last_included_index=self.last_included_index,
+                        last_included_term=self.last_included_term,
+                        data=self.snapshot_data,
+                    )
+                    requests.append((peer_id, snapshot))
+                    continue
+                # next_index > base, so the entry before it is the base or
+                # in the log: either way we know its term.
                 prev_log_index = next_index - 1
-                prev_log_term = self.log[prev_log_index].term if next_index else -1
+                prev_log_term = self.term_at(prev_log_index)
                 args = AppendEntriesArgs(
                     term=self.current_term,
                     leader_id=self.id,
                     prev_log_index=prev_log_index,
                     prev_log_term=prev_log_term,
-                    entries=self.log[next_index:],
+                    entries=self.log[self.position(next_index) :],
                     leader_commit=self.commit_index,
                 )
                 requests.append((peer_id, args))
         # Start the senders once the lock is released: starting a thread
         # waits until it runs, and submits and replies wait for the lock.
-        for peer_id, args in requests:
-            self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, args)
+        for peer_id, request in requests:
+            if isinstance(request, InstallSnapshotArgs):
+                self.spawn(
+                    f"is-{peer_id}", self.send_install_snapshot, peer_id, request
+                )
+            else:
+                self.spawn(f"ae-{peer_id}", self.send_append_entries, peer_id, request)
 
     def send_append_entries(self, peer_id: int, args: AppendEntriesArgs) -> None:
         """Send one AppendEntries to a peer and act on its reply."""
@@ -779,13 +1055,18 @@ class ConsensusModule:
                 # another term there. Rather than back up one entry per round
                 # trip, use its hints (paper 5.3, end): if we hold entries of
                 # its conflicting term, resume after our last one; otherwise
-                # skip its whole run of that term.
+                # skip its whole run of that term. Our entries before the
+                # base are gone: the search stops at the base, whose term we
+                # know (a snapshot taken since the request may even have
+                # moved the base past prev_log_index).
                 next_index = reply.conflict_index
                 if reply.conflict_term >= 0:
-                    for i in range(args.prev_log_index, -1, -1):
-                        if self.log[i].term < reply.conflict_term:
+                    for i in range(
+                        args.prev_log_index, self.last_included_index - 1, -1
+                    ):
+                        if self.term_at(i) < reply.conflict_term:
                             break
-                        if self.log[i].term == reply.conflict_term:
+                        if self.term_at(i) == reply.conflict_term:
                             next_index = i + 1
                             break
                 self.next_index[peer_id] = next_index
@@ -794,6 +1075,37 @@ class ConsensusModule:
                     peer_id,
                     self.next_index[peer_id],
                 )
+
+    def send_install_snapshot(self, peer_id: int, args: InstallSnapshotArgs) -> None:
+        """Send our snapshot to a peer and act on its reply."""
+        assert self.server is not None
+        self.dlog("sending InstallSnapshot to %s: %s", peer_id, args)
+        try:
+            reply = self.server.call(peer_id, "ConsensusModule.InstallSnapshot", args)
+        except ConnectionError:
+            return
+        with self.mu:
+            # As for AppendEntries: only the leader that sent it cares, a
+            # later term deposes it, and an earlier one is no answer.
+            if self.state != CMState.LEADER or self.current_term != args.term:
+                return
+            if reply.term > self.current_term:
+                self.dlog("term out of date in InstallSnapshot reply")
+                self.become_follower(reply.term)
+                return
+            if reply.term != args.term:
+                return
+            # The follower now holds everything up to the snapshot's last
+            # entry (or had committed it already): resume after it.
+            match = max(self.match_index[peer_id], args.last_included_index)
+            self.match_index[peer_id] = match
+            self.next_index[peer_id] = match + 1
+            self.dlog(
+                "InstallSnapshot reply from %s: nextIndex=%s, matchIndex=%s",
+                peer_id,
+                self.next_index[peer_id],
+                self.match_index[peer_id],
+            )
 
     def leader_advance_commit_index(self) -> None:
         """Commit the entries a majority of servers store. Expects ``mu``.
@@ -805,12 +1117,15 @@ class ConsensusModule:
         5.4.2): an entry of an earlier term stored on a majority can still be
         overwritten by a later leader (Figure 8). It becomes committed
         together with the current term's entries that follow it.
+        An entry past the commit index is past the base too: it is in the
+        log, and term_at reads its term there.
         """
-        matches = sorted([len(self.log) - 1, *self.match_index.values()])
+        last_index, _ = self.last_log_index_and_term()
+        matches = sorted([last_index, *self.match_index.values()])
         majority_match = matches[(len(matches) - 1) // 2]
         if (
             majority_match > self.commit_index
-            and self.log[majority_match].term == self.current_term
+            and self.term_at(majority_match) == self.current_term
         ):
             self.commit_index = majority_match
             self.dlog("leader sets commitIndex := %s", self.commit_index)
@@ -819,16 +1134,32 @@ class ConsensusModule:
             self.trigger_ae()
 
     def last_log_index_and_term(self) -> tuple[int, int]:
-        """Index and term of the last log entry, or (-1, -1) for an empty
-        log. Expects ``mu`` held."""
+        """Index and term of the last log entry; with no entry after the
+        base, those of the base ((-1, -1) before any snapshot). Expects
+        ``mu`` held."""
         if self.log:
-            last_index = len(self.log) - 1
-            return last_index, self.log[last_index].term
-        return -1, -1
+            last_index = self.last_included_index + len(self.log)
+            return last_index, self.log[-1].term
+        return self.last_included_index, self.last_included_term
+
+    def position(self, index: int) -> int:
+        """Where the entry at log index ``index`` sits in ``self.log``, which
+        starts right after the base. Expects ``mu`` held."""
+        return index - self.last_included_index - 1
+
+    def term_at(self, index: int) -> int:
+        """The term of the entry at ``index``, the base or an entry of the
+        log (the base before any snapshot is index -1, of term -1). Entries
+        before the base are gone: callers never ask for one. Expects ``mu``
+        held."""
+        if index == self.last_included_index:
+            return self.last_included_term
+        return self.log[self.position(index)].term
 
     def commit_chan_sender(self) -> None:
         """Deliver newly committed entries on commit_chan, in index order,
-        each exactly once.
+        each exactly once; a pending snapshot goes first, in place of the
+        entries it covers.
 
         It builds and puts the entries without holding ``mu``: a long batch
         must not hold up the consensus module.
@@ -839,16 +1170,33 @@ class ConsensusModule:
                     lambda: (
                         self.state == CMState.DEAD
                         or self.commit_index > self.last_applied
+                        or self.snapshot_pending
                     )
                 )
+                snapshot = None
+                if self.snapshot_pending:
+                    snapshot = SnapshotEntry(
+                        self.snapshot_data,
+                        self.last_included_index,
+                        self.last_included_term,
+                    )
+                    self.snapshot_pending = False
+                # last_applied >= base: the entries after it are in the log.
                 first_index = self.last_applied + 1
-                entries = self.log[first_index : self.commit_index + 1]
+                first, last = (
+                    self.position(first_index),
+                    self.position(self.commit_index),
+                )
+                entries = self.log[first : last + 1]
                 self.last_applied = self.commit_index
             with self.commit_chan_mu:
                 # stop() makes the CM Dead, then waits for this lock: once it
                 # returned, the channel may belong to a successor.
                 if self.state == CMState.DEAD:
                     return
+                if snapshot is not None:
+                    self.dlog("commitChanSender %s", snapshot)
+                    self.commit_chan.put(snapshot)
                 self.dlog(
                     "commitChanSender entries=%s, firstIndex=%s", entries, first_index
                 )

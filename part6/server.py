@@ -34,8 +34,11 @@ from .raft import (
     AppendEntriesReply,
     CommitEntry,
     ConsensusModule,
+    InstallSnapshotArgs,
+    InstallSnapshotReply,
     RequestVoteArgs,
     RequestVoteReply,
+    SnapshotEntry,
 )
 from .storage import Storage
 
@@ -128,6 +131,13 @@ class RPCProxy:
         self.transmit(msg_id, "AppendEntries")
         return self.cm.append_entries(args)
 
+    def install_snapshot(
+        self, args: InstallSnapshotArgs, msg_id: str
+    ) -> InstallSnapshotReply:
+        """Deliver an InstallSnapshot to the CM through the simulated network."""
+        self.transmit(msg_id, "InstallSnapshot")
+        return self.cm.install_snapshot(args)
+
     def transmit(self, msg_id: str, name: str) -> None:
         """Carry the call ``msg_id`` over the simulated network, and log
         whether it reached the CM."""
@@ -168,6 +178,8 @@ class Listener:
             return proxy.request_vote(args, msg_id)
         if service_method == "ConsensusModule.AppendEntries":
             return proxy.append_entries(args, msg_id)
+        if service_method == "ConsensusModule.InstallSnapshot":
+            return proxy.install_snapshot(args, msg_id)
         raise ValueError(f"unknown service method {service_method!r}")
 
 
@@ -198,8 +210,9 @@ class Server:
 
     ``serve()`` creates the CM and starts accepting RPCs; the CM stays dormant
     until ``ready`` is set, which lets a harness connect all servers first.
-    Committed commands come out on ``commit_chan``. The CM keeps its state in
-    ``storage``, which a restarted server is given back.
+    Committed commands come out on ``commit_chan``, and so do snapshots to
+    install. The CM keeps its state and its snapshot in ``storage``, which
+    a restarted server is given back.
     """
 
     def __init__(
@@ -208,7 +221,7 @@ class Server:
         peer_ids: list[int],
         storage: Storage,
         ready: threading.Event,
-        commit_chan: queue.Queue[CommitEntry],
+        commit_chan: queue.Queue[CommitEntry | SnapshotEntry],
     ) -> None:
         self.server_id = server_id
         self.peer_ids = list(peer_ids)

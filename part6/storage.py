@@ -17,6 +17,10 @@ class Storage(Protocol):
         """Return the value stored under ``key``, or None."""
         ...
 
+    def delete(self, key: str) -> None:
+        """Remove ``key`` and its value; nothing happens if it is absent."""
+        ...
+
     def has_data(self) -> bool:
         """True iff anything was ever stored."""
         ...
@@ -29,10 +33,13 @@ class MapStorage:
     def __init__(self) -> None:
         self.mu = threading.Lock()
         self.m: dict[str, bytes] = {}
+        # The total length of the values in m.
+        self.total = 0
 
     def set(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key``."""
         with self.mu:
+            self.total += len(value) - len(self.m.get(key, b""))
             self.m[key] = value
 
     def get(self, key: str) -> bytes | None:
@@ -40,7 +47,17 @@ class MapStorage:
         with self.mu:
             return self.m.get(key)
 
+    def delete(self, key: str) -> None:
+        """Remove ``key``, if it is there."""
+        with self.mu:
+            self.total -= len(self.m.pop(key, b""))
+
     def has_data(self) -> bool:
         """True iff anything was ever stored."""
         with self.mu:
             return bool(self.m)
+
+    def size(self) -> int:
+        """The total number of bytes of the values stored."""
+        with self.mu:
+            return self.total

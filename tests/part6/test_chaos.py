@@ -1,11 +1,15 @@
-"""Randomized fault tests of part 3: crashes, partitions, lost messages.
+"""Randomized fault tests of part 6: crashes, partitions, lost messages,
+with snapshots.
 
-The scenarios follow the well-known lab test suites for Raft (figure 8,
-churn, backup, persistence), scaled to this implementation's timing. All
-along, the harness checks Election Safety, State Machine Safety and Leader
-Completeness at every election and every delivery (see part6/harness.py);
-each test adds what its scenario means: in the end every server agrees on one
-log, holding every value a client saw committed.
+The scenarios are part 3's, which follow the well-known lab test suites for
+Raft (figure 8, churn, backup, persistence), scaled to this implementation's
+timing. Each runs twice: with a snapshot after every entry a server delivers
+(``snapshot_every=1``, the dissertation's advice while developing: every
+follower that lags gets an InstallSnapshot), and after every 7. All along,
+the harness checks Election Safety, State Machine Safety and Leader
+Completeness at every election and every delivery, snapshots included (see
+part6/harness.py); each test adds what its scenario means: in the end every
+server agrees on one log, holding every value a client saw committed.
 
 Each test draws its faults from a random generator whose seed it prints, as
 ``RAFT_SEED=...``; a failure's message repeats it. To replay a run::
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import random
 import threading
 import time
@@ -44,20 +47,20 @@ ATTEMPT_DEADLINE = 2.0
 again: the leader it went to may have lost its leadership, and the command."""
 
 
-@pytest.fixture
-def seed() -> int:
-    """The seed of the test's random decisions: RAFT_SEED, or a fresh one."""
-    value = os.environ.get("RAFT_SEED")
-    seed = int(value) if value else random.randrange(1 << 32)
-    print(f"RAFT_SEED={seed}")
-    return seed
+@pytest.fixture(params=[1, 7], ids=["snapshot_every=1", "snapshot_every=7"])
+def snapshot_every(request: pytest.FixtureRequest) -> int:
+    """How often each server of a cluster is snapshotted: every test runs
+    with both."""
+    value: int = request.param
+    return value
 
 
 @contextlib.contextmanager
-def cluster(n: int, seed: int) -> Iterator[Harness]:
-    """A Harness of ``n`` servers whose failures tell how to replay the run."""
+def cluster(n: int, seed: int, snapshot_every: int) -> Iterator[Harness]:
+    """A Harness of ``n`` servers, each snapshotted every ``snapshot_every``
+    entries, whose failures tell how to replay the run."""
     try:
-        with Harness(n) as h:
+        with Harness(n, snapshot_every) as h:
             yield h
     except BaseException as e:
         e.add_note(f"replay with RAFT_SEED={seed}")
@@ -176,13 +179,13 @@ FIGURE8_ITERATIONS = 800
 dozen come and go."""
 
 
-def test_figure8(seed: int) -> None:
+def test_figure8(seed: int, snapshot_every: int) -> None:
     # Figure 8 of the paper: entries of an old term, stored on a majority,
     # can still be overwritten. Submit to whoever leads, then crash it at
     # once, with high probability, before it can commit; restart servers to
     # keep a majority up. Leaders come and go, each with its own entries.
     rng = random.Random(seed)
-    with cluster(5, seed) as h:
+    with cluster(5, seed, snapshot_every) as h:
         one(h, "first", 1)
         up = 5
         for iteration in range(FIGURE8_ITERATIONS):
@@ -210,13 +213,15 @@ def test_figure8(seed: int) -> None:
         h.check_committed_n("last", 5)
 
 
-def test_figure8_unreliable(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_figure8_unreliable(
+    seed: int, snapshot_every: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The same over a network that loses and delays messages, partitioning
     # leaders away instead of crashing them: they live on, and keep taking
     # commands that can never be committed.
     monkeypatch.setenv("RAFT_UNRELIABLE_RPC", "1")
     rng = random.Random(seed)
-    with cluster(5, seed) as h:
+    with cluster(5, seed, snapshot_every) as h:
         one(h, "first", 1)
         up = 5
         for iteration in range(FIGURE8_ITERATIONS):
@@ -279,13 +284,15 @@ def heal(h: Harness) -> None:
 
 
 @pytest.mark.parametrize("unreliable", [False, True], ids=["reliable", "unreliable"])
-def test_churn(seed: int, monkeypatch: pytest.MonkeyPatch, unreliable: bool) -> None:
+def test_churn(
+    seed: int, snapshot_every: int, monkeypatch: pytest.MonkeyPatch, unreliable: bool
+) -> None:
     # Three clients keep submitting while servers crash, restart, leave and
     # come back. A value a client saw committed must survive all of it.
     if unreliable:
         monkeypatch.setenv("RAFT_UNRELIABLE_RPC", "1")
     rng = random.Random(seed)
-    with cluster(5, seed) as h:
+    with cluster(5, seed, snapshot_every) as h:
         with clients(h, 3) as running:
             churn(h, rng, 40)
             sleep_ms(ELECTION_TIMEOUT_MS)
@@ -381,7 +388,7 @@ def one_after_backup(
     return term
 
 
-def test_backup(seed: int) -> None:
+def test_backup(seed: int, snapshot_every: int) -> None:
     # A leader and a follower, cut off, take commands that cannot commit;
     # the other three commit as many of their own meanwhile. When the two
     # come back, a leader must replace their divergent suffix quickly. Then
@@ -391,7 +398,7 @@ def test_backup(seed: int) -> None:
         [f"{name}-{k}" for k in range(rng.randint(30, 60))]
         for name in ("lost1", "lost2", "kept1", "kept2")
     )
-    with cluster(5, seed) as h:
+    with cluster(5, seed, snapshot_every) as h:
         rejections = Rejections(h)
         one(h, "first", 5)
 
@@ -450,13 +457,13 @@ ROUNDS = 10
 """How many times the persistence torture crashes and restarts everyone."""
 
 
-def test_persistence_torture(seed: int) -> None:
+def test_persistence_torture(seed: int, snapshot_every: int) -> None:
     # All servers crash, one after the other, and restart, again and again,
     # while clients submit. Terms, votes and logs come back from storage;
     # the volatile commit index does not, yet nothing committed is lost and
     # the restarted cluster commits again.
     rng = random.Random(seed)
-    with cluster(5, seed) as h:
+    with cluster(5, seed, snapshot_every) as h:
         with clients(h, 2) as running:
             for r in range(ROUNDS):
                 sleep_ms(rng.randint(50, 400))

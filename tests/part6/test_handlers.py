@@ -1,8 +1,9 @@
-"""The RPC handlers of part 3, called directly on a dormant CM.
+"""The RPC handlers of part 6, called directly on a dormant CM.
 
 A dormant CM (``ready`` never set, ``server=None``) runs no timer and sends
-nothing, so each test sets up a state, delivers one RPC and looks at the
-reply and at what changed.
+nothing, so each test sets up a state, delivers one RPC (or one call of
+``snapshot``) and looks at the reply and at what changed. Part 3's tests
+come first; those of log compaction follow, from "Snapshots" on.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from part6.raft import (
     CMState,
     CommitEntry,
     ConsensusModule,
+    InstallSnapshotArgs,
+    InstallSnapshotReply,
     LogEntry,
     RequestVoteArgs,
+    SnapshotEntry,
 )
 from part6.storage import MapStorage
 
@@ -31,7 +35,7 @@ X2, Y2 = LogEntry("x", 2), LogEntry("y", 2)
 
 
 @pytest.fixture
-def commit_chan() -> queue.Queue[CommitEntry]:
+def commit_chan() -> queue.Queue[CommitEntry | SnapshotEntry]:
     return queue.Queue()
 
 
@@ -42,7 +46,7 @@ def storage() -> MapStorage:
 
 @pytest.fixture
 def cm(
-    commit_chan: queue.Queue[CommitEntry], storage: MapStorage
+    commit_chan: queue.Queue[CommitEntry | SnapshotEntry], storage: MapStorage
 ) -> Iterator[ConsensusModule]:
     cm = ConsensusModule(0, [1, 2], None, storage, threading.Event(), commit_chan)
     yield cm
@@ -112,7 +116,7 @@ def test_delayed_shorter_append_entries_keeps_matching_entries(
 
 
 def test_commit_index_stops_at_last_new_entry(
-    cm: ConsensusModule, commit_chan: queue.Queue[CommitEntry]
+    cm: ConsensusModule, commit_chan: queue.Queue[CommitEntry | SnapshotEntry]
 ) -> None:
     # Our log goes beyond the entries this request proves we share with the
     # leader: a leader_commit of 5 may only commit up to index 1.
@@ -137,7 +141,7 @@ def test_commit_index_never_moves_back(cm: ConsensusModule) -> None:
 
 
 def test_nothing_is_delivered_once_stop_returns(
-    cm: ConsensusModule, commit_chan: queue.Queue[CommitEntry]
+    cm: ConsensusModule, commit_chan: queue.Queue[CommitEntry | SnapshotEntry]
 ) -> None:
     # Hold the commit sender between taking its entries (under mu) and
     # putting them on the channel, and stop the CM right then. Whichever of
@@ -363,7 +367,7 @@ def test_a_bounded_commit_channel_is_refused() -> None:
 
 
 def test_a_hung_peer_does_not_delay_the_others(
-    commit_chan: queue.Queue[CommitEntry], storage: MapStorage
+    commit_chan: queue.Queue[CommitEntry | SnapshotEntry], storage: MapStorage
 ) -> None:
     # Every round sends to peers 1 and 2. Calls to peer 1 never return, yet
     # each round's request to peer 2 must still go out: no thread that peer
@@ -404,7 +408,7 @@ class Answering:
 
 
 def test_leader_ignores_a_reply_of_an_earlier_term(
-    commit_chan: queue.Queue[CommitEntry], storage: MapStorage
+    commit_chan: queue.Queue[CommitEntry | SnapshotEntry], storage: MapStorage
 ) -> None:
     # A failure of an old term, with no conflict hint (as a server that
     # stopped might answer). Acted upon, it would set next_index to -1, and
@@ -434,3 +438,339 @@ def test_a_refused_vote_keeps_the_election_deadline(cm: ConsensusModule) -> None
     reply = cm.request_vote(RequestVoteArgs(3, 2, 0, 1))
     assert (reply.term, reply.vote_granted) == (3, False)
     assert cm.election_reset_event == before
+
+
+# --- Snapshots ----------------------------------------------------------------
+
+D1, E1 = LogEntry("d", 1), LogEntry("e", 1)
+
+
+def based(cm: ConsensusModule, index: int, term: int, data: bytes = b"") -> None:
+    """Give ``cm`` a snapshot up to ``index`` (of ``term``), as if its
+    service had applied it: its log must then hold only later entries."""
+    with cm.mu:
+        cm.last_included_index, cm.last_included_term = index, term
+        cm.snapshot_data = data
+        cm.commit_index = cm.last_applied = index
+
+
+def install(
+    term: int, index: int, index_term: int, data: bytes = b"snap"
+) -> InstallSnapshotArgs:
+    return InstallSnapshotArgs(
+        term=term,
+        leader_id=1,
+        last_included_index=index,
+        last_included_term=index_term,
+        data=data,
+    )
+
+
+def base_of(cm: ConsensusModule) -> tuple[int, int, bytes]:
+    return cm.last_included_index, cm.last_included_term, cm.snapshot_data
+
+
+def deliveries(
+    commit_chan: queue.Queue[CommitEntry | SnapshotEntry], n: int
+) -> list[CommitEntry | SnapshotEntry]:
+    """The next ``n`` things the CM delivers."""
+    return [commit_chan.get(timeout=1) for _ in range(n)]
+
+
+def test_install_snapshot_keeps_the_log_after_its_last_entry(
+    cm: ConsensusModule, commit_chan: queue.Queue[CommitEntry | SnapshotEntry]
+) -> None:
+    # Our log holds the snapshot's last entry (b, term 1 at index 1): the
+    # entries after it are the leader's too, and stay.
+    given(cm, 1, [A1, B1, C1, D1])
+    reply = cm.install_snapshot(install(1, 1, 1, b"ab"))
+    assert reply == InstallSnapshotReply(term=1)
+    assert cm.log == [C1, D1]
+    assert base_of(cm) == (1, 1, b"ab")
+    assert (cm.commit_index, cm.last_applied) == (1, 1)
+    assert deliveries(commit_chan, 1) == [SnapshotEntry(b"ab", 1, 1)]
+
+
+def test_install_snapshot_discards_a_log_that_conflicts_with_it(
+    cm: ConsensusModule, commit_chan: queue.Queue[CommitEntry | SnapshotEntry]
+) -> None:
+    # Our entry at index 1 is of term 1, the snapshot's of term 2: ours and
+    # everything after it were never committed. The whole log goes.
+    given(cm, 2, [A1, B1, C1])
+    assert cm.install_snapshot(install(2, 1, 2, b"ax")).term == 2
+    assert cm.log == []
+    assert base_of(cm) == (1, 2, b"ax")
+    assert deliveries(commit_chan, 1) == [SnapshotEntry(b"ax", 1, 2)]
+
+
+def test_install_snapshot_discards_a_log_that_ends_before_it(
+    cm: ConsensusModule,
+) -> None:
+    given(cm, 1, [A1])
+    cm.install_snapshot(install(1, 3, 1, b"abcd"))
+    assert cm.log == []
+    assert base_of(cm) == (3, 1, b"abcd")
+    assert cm.last_log_index_and_term() == (3, 1)
+
+
+def test_stale_install_snapshot_changes_nothing(
+    cm: ConsensusModule, commit_chan: queue.Queue[CommitEntry | SnapshotEntry]
+) -> None:
+    # We know index 2 is committed: a snapshot up to 1 (a delayed message)
+    # brings nothing new, and must not cut our log or rewind our service.
+    given(cm, 1, [A1, B1, C1])
+    assert cm.append_entries(ae(1, 2, 1, [], leader_commit=2)).success
+    assert [e.index for e in deliveries(commit_chan, 3)] == [0, 1, 2]
+    assert cm.install_snapshot(install(1, 1, 1)).term == 1
+    assert cm.log == [A1, B1, C1]
+    assert base_of(cm) == (-1, -1, b"")
+    assert (cm.commit_index, cm.last_applied) == (2, 2)
+    time.sleep(0.05)
+    assert commit_chan.empty()
+
+
+def test_install_snapshot_of_an_older_term_is_refused(cm: ConsensusModule) -> None:
+    given(cm, 3, [A1])
+    assert cm.install_snapshot(install(2, 4, 2)).term == 3
+    assert cm.log == [A1]
+    assert base_of(cm) == (-1, -1, b"")
+
+
+def test_install_snapshot_of_a_later_term_is_taken_by_a_candidate(
+    cm: ConsensusModule,
+) -> None:
+    # Like an AppendEntries: it comes from the leader of a later term.
+    with cm.mu:
+        cm.current_term, cm.state, cm.voted_for = 2, CMState.CANDIDATE, 0
+    assert cm.install_snapshot(install(3, 0, 3)).term == 3
+    assert (cm.state, cm.current_term, cm.voted_for) == (CMState.FOLLOWER, 3, -1)
+    assert base_of(cm) == (0, 3, b"snap")
+
+
+def test_snapshot_drops_the_entries_it_covers(
+    cm: ConsensusModule, storage: MapStorage
+) -> None:
+    given(cm, 1, [A1, B1, C1, D1])
+    assert cm.append_entries(ae(1, 3, 1, [], leader_commit=2)).success
+    wait_for(lambda: cm.last_applied == 2, "a, b and c are delivered")
+    cm.snapshot(1, b"ab")
+    assert cm.log == [C1, D1]
+    assert base_of(cm) == (1, 1, b"ab")
+    assert cm.last_log_index_and_term() == (3, 1)
+    # Indices stay absolute: c is still at index 2.
+    assert cm.term_at(2) == 1
+    assert cm.log[cm.position(2)] == C1
+
+
+@pytest.mark.parametrize("index", [1, 0, -1], ids=["at", "below", "none"])
+def test_snapshot_at_or_below_the_base_is_ignored(
+    cm: ConsensusModule, index: int
+) -> None:
+    given(cm, 1, [C1, D1])
+    based(cm, 1, 1, b"ab")
+    cm.snapshot(index, b"older")
+    assert cm.log == [C1, D1]
+    assert base_of(cm) == (1, 1, b"ab")
+
+
+def test_snapshot_past_the_delivered_index_is_refused(cm: ConsensusModule) -> None:
+    # Index 1 is in the log but not committed, so never delivered: the
+    # service cannot have applied it.
+    given(cm, 1, [A1, B1])
+    assert cm.append_entries(ae(1, 1, 1, [], leader_commit=0)).success
+    wait_for(lambda: cm.last_applied == 0, "a is delivered")
+    with pytest.raises(ValueError, match="only up to 0 was delivered"):
+        cm.snapshot(1, b"ab")
+    assert cm.log == [A1, B1]
+
+
+def test_a_stopped_cm_ignores_snapshot_and_does_not_answer_install(
+    cm: ConsensusModule, storage: MapStorage
+) -> None:
+    given(cm, 1, [A1, B1])
+    assert cm.append_entries(ae(1, 1, 1, [], leader_commit=1)).success
+    wait_for(lambda: cm.last_applied == 1, "a and b are delivered")
+    cm.stop()
+    cm.snapshot(1, b"ab")
+    with pytest.raises(ConnectionError):
+        cm.install_snapshot(install(1, 3, 1))
+    assert base_of(cm) == (-1, -1, b"")
+    assert storage.get("snapshot") is None
+
+
+def test_append_entries_at_the_base_matches_its_term(cm: ConsensusModule) -> None:
+    # Our log is empty after a snapshot up to index 1 (term 1): the entry
+    # before x is the base, and its term is the snapshot's.
+    given(cm, 2, [])
+    based(cm, 1, 1)
+    assert cm.append_entries(ae(2, 1, 1, [X2])).success
+    assert cm.log == [X2]
+    assert cm.last_log_index_and_term() == (2, 2)
+    # A wrong term at the base fails.
+    assert not cm.append_entries(ae(2, 1, 2, [Y2])).success
+
+
+def test_append_entries_skips_the_entries_the_snapshot_covers(
+    cm: ConsensusModule,
+) -> None:
+    # A delayed request from index 0 on: a and b are in our snapshot, c is
+    # in our log; only d is new.
+    given(cm, 1, [C1])
+    based(cm, 1, 1)
+    assert cm.append_entries(ae(1, -1, -1, [A1, B1, C1, D1], leader_commit=3)).success
+    assert cm.log == [C1, D1]
+    assert cm.commit_index == 3
+
+
+def test_append_entries_entirely_before_the_base_changes_nothing(
+    cm: ConsensusModule,
+) -> None:
+    given(cm, 1, [C1])
+    based(cm, 1, 1)
+    assert cm.append_entries(ae(1, -1, -1, [A1])).success
+    assert cm.log == [C1]
+    assert cm.commit_index == 1
+
+
+def test_conflict_hints_count_from_the_base(cm: ConsensusModule) -> None:
+    # Entries 0-2 are in our snapshot; our log holds x and y (term 2) at 3
+    # and 4.
+    given(cm, 3, [X2, Y2])
+    based(cm, 2, 1)
+    too_short = cm.append_entries(ae(3, 6, 3, []))
+    assert (too_short.conflict_index, too_short.conflict_term) == (5, -1)
+    # Our run of term 2 starts right after the base, not at index 0.
+    other_term = cm.append_entries(ae(3, 4, 3, []))
+    assert (other_term.conflict_index, other_term.conflict_term) == (3, 2)
+
+
+class Recording:
+    """A server that records every call, and answers it with the reply
+    ``replies`` has for its method."""
+
+    def __init__(self, replies: dict[str, object]) -> None:
+        self.replies = replies
+        self.mu = threading.Lock()
+        self.calls: list[tuple[int, str, Any]] = []
+
+    def call(self, peer_id: int, service_method: str, args: Any) -> object:
+        with self.mu:
+            self.calls.append((peer_id, service_method, args))
+        return self.replies[service_method]
+
+
+def test_leader_sends_its_snapshot_to_a_follower_behind_its_base(
+    commit_chan: queue.Queue[CommitEntry | SnapshotEntry], storage: MapStorage
+) -> None:
+    # Our log starts after index 3; follower 1 needs index 2 next, which
+    # only our snapshot holds. Follower 2 needs index 4, which we have.
+    server = Recording(
+        {
+            "ConsensusModule.InstallSnapshot": InstallSnapshotReply(term=5),
+            "ConsensusModule.AppendEntries": AppendEntriesReply(term=5, success=True),
+        }
+    )
+    cm = ConsensusModule(0, [1, 2], server, storage, threading.Event(), commit_chan)
+    try:
+        given(cm, 5, [E1])
+        based(cm, 3, 1, b"abcd")
+        lead(cm)
+        with cm.mu:
+            cm.next_index = {1: 2, 2: 4}
+        cm.leader_send_aes()
+        wait_for(lambda: cm.next_index[1] == 4, "follower 1's snapshot is installed")
+        wait_for(lambda: len(server.calls) == 2, "follower 2 got its entries")
+        with server.mu:
+            sent = {peer: (method, args) for peer, method, args in server.calls}
+        assert sent[1] == (
+            "ConsensusModule.InstallSnapshot",
+            InstallSnapshotArgs(5, 0, 3, 1, b"abcd"),
+        )
+        assert sent[2][0] == "ConsensusModule.AppendEntries"
+        assert (sent[2][1].prev_log_index, sent[2][1].prev_log_term) == (3, 1)
+        assert sent[2][1].entries == [E1]
+        assert cm.match_index[1] == 3
+    finally:
+        cm.stop()
+
+
+def test_leader_steps_down_on_an_install_snapshot_reply_of_a_later_term(
+    commit_chan: queue.Queue[CommitEntry | SnapshotEntry], storage: MapStorage
+) -> None:
+    server = Answering(InstallSnapshotReply(term=7))
+    cm = ConsensusModule(0, [1, 2], server, storage, threading.Event(), commit_chan)
+    try:
+        given(cm, 5, [])
+        based(cm, 3, 1, b"abcd")
+        lead(cm)
+        cm.send_install_snapshot(1, InstallSnapshotArgs(5, 0, 3, 1, b"abcd"))
+        assert (cm.state, cm.current_term) == (CMState.FOLLOWER, 7)
+    finally:
+        cm.stop()
+
+
+def stored(cm: ConsensusModule) -> None:
+    """Save what ``given`` set up, as the CM would have."""
+    with cm.mu:
+        cm.persist_to_storage()
+        cm.persist_to_storage(log_changed_from=0)
+
+
+def test_snapshot_and_its_base_are_stored(
+    cm: ConsensusModule, storage: MapStorage
+) -> None:
+    given(cm, 1, [A1, B1, C1])
+    stored(cm)
+    assert cm.append_entries(ae(1, 2, 1, [], leader_commit=1)).success
+    wait_for(lambda: cm.last_applied == 1, "a and b are delivered")
+    cm.snapshot(1, b"ab")
+    again = restored(storage)
+    assert base_of(again) == (1, 1, b"ab")
+    assert again.log == [C1]
+    # The entries the snapshot covers are deleted from storage.
+    assert storage.get("log/0") is None
+    assert storage.get("log/1") is None
+
+
+def test_installed_snapshot_is_stored_before_the_reply(
+    cm: ConsensusModule, storage: MapStorage
+) -> None:
+    given(cm, 2, [A1, B1, C1])
+    stored(cm)
+    cm.install_snapshot(install(2, 1, 2, b"ax"))
+    again = restored(storage)
+    assert base_of(again) == (1, 2, b"ax")
+    assert again.log == []  # the stale c is not read back after the base
+
+
+def test_a_restarted_cm_delivers_its_snapshot_first(
+    cm: ConsensusModule, storage: MapStorage
+) -> None:
+    given(cm, 1, [A1, B1, C1])
+    stored(cm)
+    assert cm.append_entries(ae(1, 2, 1, [], leader_commit=1)).success
+    wait_for(lambda: cm.last_applied == 1, "a and b are delivered")
+    cm.snapshot(1, b"ab")
+    cm.stop()
+
+    commit_chan: queue.Queue[CommitEntry | SnapshotEntry] = queue.Queue()
+    again = ConsensusModule(0, [1, 2], None, storage, threading.Event(), commit_chan)
+    try:
+        # The snapshot is committed: it comes first, then what a leader
+        # says is committed after it.
+        assert deliveries(commit_chan, 1) == [SnapshotEntry(b"ab", 1, 1)]
+        assert (again.commit_index, again.last_applied) == (1, 1)
+        assert again.append_entries(ae(1, 2, 1, [], leader_commit=2)).success
+        assert deliveries(commit_chan, 1) == [CommitEntry("c", 2, 1)]
+    finally:
+        again.stop()
+
+
+def test_logged_snapshots_show_the_length_of_their_data() -> None:
+    args = InstallSnapshotArgs(2, 1, 9, 1, b"x" * 100)
+    assert str(args) == (
+        "InstallSnapshotArgs(term=2, leader_id=1, last_included_index=9, "
+        "last_included_term=1, data=<100 bytes>)"
+    )
+    entry = SnapshotEntry(b"xyz", 9, 1)
+    assert str(entry) == "SnapshotEntry(data=<3 bytes>, index=9, term=1)"

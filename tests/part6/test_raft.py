@@ -29,6 +29,7 @@ from part6.raft import (
     ConsensusModule,
     RequestVoteArgs,
     RequestVoteReply,
+    SnapshotEntry,
 )
 from part6.storage import MapStorage
 
@@ -586,7 +587,7 @@ class FakeServer:
 
 def make_cm(storage: MapStorage, server: FakeServer | None = None) -> ConsensusModule:
     """A CM whose ``ready`` is never set: it runs no timer of its own."""
-    commit_chan: queue.Queue[CommitEntry] = queue.Queue()
+    commit_chan: queue.Queue[CommitEntry | SnapshotEntry] = queue.Queue()
     return ConsensusModule(
         0, [1, 2], server or FakeServer(), storage, threading.Event(), commit_chan
     )

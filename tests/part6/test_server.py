@@ -9,7 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from part6.raft import CommitEntry, ConsensusModule, RequestVoteArgs, RequestVoteReply
+from part6.raft import (
+    CommitEntry,
+    ConsensusModule,
+    RequestVoteArgs,
+    RequestVoteReply,
+    SnapshotEntry,
+)
 from part6.server import RPCError, Server
 from part6.storage import MapStorage
 
@@ -34,7 +40,7 @@ def pair() -> Iterator[tuple[Server, Server]]:
     ready = threading.Event()
     servers = []
     for i in range(2):
-        commit_chan: queue.Queue[CommitEntry] = queue.Queue()
+        commit_chan: queue.Queue[CommitEntry | SnapshotEntry] = queue.Queue()
         server = Server(i, [1 - i], MapStorage(), ready, commit_chan)
         server.serve()
         servers.append(server)
@@ -135,7 +141,7 @@ def test_bad_arguments_get_clear_errors(pair: tuple[Server, Server]) -> None:
 
 
 def test_server_must_serve_before_use() -> None:
-    commit_chan: queue.Queue[CommitEntry] = queue.Queue()
+    commit_chan: queue.Queue[CommitEntry | SnapshotEntry] = queue.Queue()
     server = Server(0, [1], MapStorage(), threading.Event(), commit_chan)
     with pytest.raises(RuntimeError, match="not serving"):
         server.submit(1)
