@@ -1,8 +1,9 @@
-"""Part 3 of the staged Raft: persistence, crash recovery and fast log
-backtracking.
+"""Part 6 of the staged Raft: log compaction, with snapshots and
+InstallSnapshot.
 
-Read ``storage.py``, then ``raft.py`` (``persist_to_storage``,
-``restore_from_storage``, the conflict hints in ``append_entries`` and
-``send_append_entries``), then ``harness.py`` (``crash_peer``,
-``restart_peer``).
+Read ``raft.py`` first, against part 3 (``diff -u part3/raft.py
+part6/raft.py``): ``snapshot``, ``install_snapshot``, ``persist_snapshot``,
+and every place that reads the log through ``position`` and ``term_at``.
+Then ``storage.py`` (``delete``), and ``harness.py`` (``snapshot_every``,
+``collect_snapshot``).
 """

@@ -1,4 +1,5 @@
-"""Tests of part 3: those of part 2, plus persistence and crashes.
+"""Tests of part 6: those of part 3, on a cluster that never snapshots (the
+scenarios with snapshots are in test_snapshots.py and test_chaos.py).
 
 Positive checks (a leader exists) wait for the condition with a deadline;
 negative checks (no leader) keep a fixed wait, since nothing can prove a

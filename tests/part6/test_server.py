@@ -1,4 +1,4 @@
-"""The simulated network of part 3: links, lost replies, fault knobs, errors."""
+"""The simulated network of part 6: links, lost replies, fault knobs, errors."""
 
 from __future__ import annotations
 

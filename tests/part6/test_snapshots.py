@@ -15,11 +15,13 @@ script of a run (see test_chaos.py).
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import pytest
 
-from part6.harness import Harness
+from part6.harness import Harness, decode_snapshot
+from part6.storage import MapStorage
 from tests.part6.test_chaos import cluster, one
 
 SNAPSHOT_EVERY = 10
@@ -160,3 +162,40 @@ def test_snapshot_init(seed: int) -> None:
             # One command, which each server writes to its storage.
             one(h, rng.randrange(1 << 62), 3)
         check_log_size(h)
+
+
+# --- What the scenarios measure -----------------------------------------------
+
+
+def test_map_storage_counts_the_bytes_it_holds() -> None:
+    storage = MapStorage()
+    storage.set("a", b"xyz")
+    storage.set("b", b"12")
+    storage.set("a", b"x")  # replaced: its old value no longer counts
+    assert storage.size() == 3
+    storage.delete("b")
+    storage.delete("b")  # already gone: nothing happens
+    assert storage.size() == 1
+    assert storage.get("b") is None
+
+
+def test_raft_state_size_leaves_out_the_snapshot() -> None:
+    with Harness(3, snapshot_every=10) as h:
+        one(h, "first", 3)
+        for command in range(19):
+            one(h, command, 3)
+        # Every server snapshotted after indices 9 and 19: its log is empty.
+        for i in range(3):
+            snapshot = pickle.loads(h.storage[i].m["snapshot"])[-1]
+            assert h.snapshot_size(i) == len(snapshot)
+            assert [e.command for e in decode_snapshot(snapshot) or []] == [
+                "first",
+                *range(19),
+            ]
+            assert h.raft_state_size(i) == h.storage[i].size() - len(snapshot)
+            assert h.raft_state_size(i) < 100  # term, vote, base, no entry
+
+
+def test_snapshot_every_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="snapshot_every must be >= 0"):
+        Harness(3, snapshot_every=-1)
