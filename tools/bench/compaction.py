@@ -18,7 +18,15 @@ import time
 from collections.abc import Callable
 
 from .cluster import Cluster, Collector, compacts
-from .measure import Bench, Measurement, Phase, latency, submit, throughput
+from .measure import (
+    Bench,
+    Measurement,
+    Phase,
+    latency,
+    run_on,
+    submit,
+    throughput,
+)
 
 BASELINE = "part3"
 """The Raft stage part6 is a copy of, measured beside it."""
@@ -27,12 +35,7 @@ BASELINE = "part3"
 def on_baseline(bench: Bench, m: Measurement, phase: Phase) -> Measurement:
     """Run ``phase`` on part3 in the same sitting; its notes and failures
     go to ``m``."""
-    settings = dataclasses.replace(bench.settings, part=BASELINE)
-    baseline = Bench(settings, bench.progress)
-    baseline.prefix = bench.prefix + f"{BASELINE} "
-    measured = Measurement()
-    phase(baseline, measured)
-    bench.leaked += baseline.leaked
+    measured = run_on(bench, BASELINE, phase)
     m.notes += [f"{BASELINE}: {note}" for note in measured.notes]
     if measured.status != "ok":
         m.fail(measured.status, f"{BASELINE} {measured.status}")

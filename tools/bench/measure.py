@@ -243,6 +243,18 @@ class Bench:
         return found
 
 
+def run_on(bench: Bench, part: str, phase: Phase) -> Measurement:
+    """Measure ``phase`` on another ``part`` in the same sitting as
+    ``bench`` (its progress bars; the threads it leaves are reported with
+    ``bench``'s), and return the measurement."""
+    other = Bench(dataclasses.replace(bench.settings, part=part), bench.progress)
+    other.prefix = bench.prefix + f"{part} "
+    measured = Measurement()
+    phase(other, measured)
+    bench.leaked += other.leaked
+    return measured
+
+
 def submit(server: Any, command: int) -> None:
     """Submit ``command``; a refusal means the leader was deposed. part2
     answers with a bool, part3 with the log index or -1; the bool test comes
