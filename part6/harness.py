@@ -660,7 +660,5 @@ def whole_log(cm: ConsensusModule) -> tuple[LogEntry, ...]:
     """``cm``'s log from index 0: the entries its snapshot covers (read from
     the snapshot, which collect_commits made), then its log. Expects
     ``cm.mu`` held."""
-    covered = decode_snapshot(cm.snapshot_data) or []
-    if cm.last_included_index < 0:
-        covered = []
-    return (*(LogEntry(e.command, e.term) for e in covered), *cm.log)
+    covered = decode_snapshot(cm.snapshot_data) if cm.last_included_index >= 0 else []
+    return (*(LogEntry(e.command, e.term) for e in covered or []), *cm.log)

@@ -184,7 +184,12 @@ def test_raft_state_size_leaves_out_the_snapshot() -> None:
         one(h, "first", 3)
         for command in range(19):
             one(h, command, 3)
-        # Every server snapshotted after indices 9 and 19: its log is empty.
+        # Every server snapshots after indices 9 and 19 (right after it
+        # delivers them): then its log is empty.
+        h.wait_until(
+            lambda: all(h.cluster[i].cm.last_included_index == 19 for i in range(3)),
+            "every server snapshotted up to index 19",
+        )
         for i in range(3):
             snapshot = pickle.loads(h.storage[i].m["snapshot"])[-1]
             assert h.snapshot_size(i) == len(snapshot)
