@@ -90,11 +90,13 @@ COMPACTION_FIGURES = {
         "latency p50 part6 / part3",
     ],
     "snapshot": [
-        "snapshot call p50",
-        "snapshot call p99",
-        "snapshot call max",
+        "snapshot call under load p50",
+        "snapshot call under load p99",
+        "snapshot call under load max",
         "snapshot size N=5,000",
-        "one snapshot of 2,000 entries",
+        "quiet snapshot of 1,000 entries p50",
+        "quiet snapshot of 1,000 entries max",
+        "quiet snapshot of 2,000 entries at once",
     ],
     "catch-up": [
         "catch-up 2,000 behind",
@@ -214,8 +216,10 @@ def test_quick_run_json_measurements(quick_run: QuickRun) -> None:
             assert len(m["samples"]["failover"]) == QUICK.failover_trials
         if m["phase"] == "snapshot" and m["status"] == "ok":
             # 5,000 entries, a snapshot every 1,000: up to 5 per server.
-            assert 6 <= len(m["samples"]["snapshot call"]) <= 15
-            assert len(m["samples"]["one snapshot of 2,000 entries"]) == 3
+            assert 6 <= len(m["samples"]["snapshot call under load"]) <= 15
+            # 2,000 entries: two snapshots of 1,000 per server, or one.
+            assert len(m["samples"]["quiet snapshot of 1,000 entries"]) == 6
+            assert len(m["samples"]["quiet snapshot of 2,000 entries at once"]) == 3
 
 
 def test_settings_from_args() -> None:

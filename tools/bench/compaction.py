@@ -92,7 +92,7 @@ def delivered_by(
     return done
 
 
-def last_snapshot_index(n: int, every: int) -> int:
+def last_index(n: int, every: int) -> int:
     """The index of the last snapshot taken once ``n`` entries are
     delivered, one every ``every`` entries."""
     return n // every * every - 1
@@ -109,54 +109,71 @@ def wait_for_snapshot(
 
 
 def snapshot_cost(bench: Bench, m: Measurement) -> None:
-    """How long ``cm.snapshot`` takes, holding the CM's lock for all of it
-    but the wait to get it: every call while N commands (the largest
-    throughput N) are submitted as fast as they are accepted, each server
-    snapshotting every ``snapshot_every`` entries; and one call, on a
-    quiet cluster, that compacts a log of ``behind`` entries at once."""
+    """How long ``cm.snapshot`` takes. It holds the CM's lock for all of it
+    but the wait to get it, so it is measured two ways: every call while N
+    commands (the largest throughput N) are submitted as fast as the leader
+    takes them, each server snapshotting every ``snapshot_every`` entries
+    (the wait for the lock included); and on a quiet cluster, where the
+    lock is free: calls that each compact ``snapshot_every`` entries, and
+    one that compacts ``behind`` entries at once."""
     n, behind = max(bench.settings.throughput_ns), bench.settings.behind
-    m.figures("ms", "snapshot call p50", "snapshot call p99", "snapshot call max")
+    every = bench.settings.snapshot_every
+    m.figures("ms", *(f"snapshot call under load {q}" for q in ("p50", "p99", "max")))
     m.figures("bytes", f"snapshot size N={n:,}")
-    whole = f"one snapshot of {behind:,} entries"
+    step = f"quiet snapshot of {every:,} entries"
+    m.figures("ms", f"{step} p50", f"{step} max")
+    whole = f"quiet snapshot of {behind:,} entries at once"
     m.figures("ms", whole)
 
     def under_load(cluster: Cluster, leader: tuple[int, int]) -> None:
         for command in range(n):
             submit(cluster.servers[leader[0]], command)
         bench.wait(cluster, leader, delivered_by(bench, cluster, [0, 1, 2], n))
-        last = last_snapshot_index(n, bench.settings.snapshot_every)
         for collector in cluster.collectors:
-            wait_for_snapshot(cluster, leader, collector, last)
+            wait_for_snapshot(cluster, leader, collector, last_index(n, every))
         samples = [ms for c in cluster.collectors for ms in c.snapshot_ms]
         if len(samples) < 2:
-            m.notes.append(f"N={n:,} is too few entries for a snapshot every ")
-            m.notes[-1] += f"{bench.settings.snapshot_every:,}"
+            m.notes.append(f"N={n:,} is too few entries for a snapshot every {every}")
             return
-        m.distribution("snapshot call", samples)
-        m.values[f"snapshot size N={n:,}"] = max(
-            c.snapshot_bytes for c in cluster.collectors
-        )
+        m.distribution("snapshot call under load", samples)
+        sizes = [c.snapshot_bytes for c in cluster.collectors]
+        m.values[f"snapshot size N={n:,}"] = max(sizes)
 
     bench.one_leader(m, f"snapshots N={n:,}", 3 * n, under_load)
 
-    settings = dataclasses.replace(bench.settings, snapshot_every=0)
-    quiet = Bench(settings, bench.progress)
+    quiet = Bench(dataclasses.replace(bench.settings, snapshot_every=0), bench.progress)
     quiet.prefix = bench.prefix
 
-    def at_once(cluster: Cluster, leader: tuple[int, int]) -> None:
-        for command in range(behind):
-            submit(cluster.servers[leader[0]], command)
-        bench.wait(cluster, leader, delivered_by(quiet, cluster, [0, 1, 2], behind))
-        data = pickle.dumps(list(range(behind)))
-        samples = []
-        for server in cluster.servers:
-            start = time.perf_counter()
-            server.cm.snapshot(behind - 1, data)
-            samples.append((time.perf_counter() - start) * 1000)
-        m.values[whole] = statistics.median(samples)
-        m.samples[whole] = samples
+    def timed_snapshots(indices: range) -> Callable[[Cluster, tuple[int, int]], None]:
+        """Once ``behind`` commands are delivered, snapshot every server at
+        each of ``indices``, timing each call."""
 
-    quiet.one_leader(m, whole, 3 * behind, at_once)
+        def run(cluster: Cluster, leader: tuple[int, int]) -> None:
+            for command in range(behind):
+                submit(cluster.servers[leader[0]], command)
+            done = delivered_by(quiet, cluster, [0, 1, 2], behind)
+            bench.wait(cluster, leader, done)
+            samples = []
+            for index in indices:
+                data = pickle.dumps(list(range(index + 1)))
+                for server in cluster.servers:
+                    start = time.perf_counter()
+                    server.cm.snapshot(index, data)
+                    samples.append((time.perf_counter() - start) * 1000)
+            label = step if len(indices) > 1 else whole
+            m.samples[label] = samples
+            if len(indices) > 1:
+                m.values[f"{step} p50"] = statistics.median(samples)
+                m.values[f"{step} max"] = max(samples)
+            else:
+                m.values[whole] = statistics.median(samples)
+
+        return run
+
+    steps = range(every - 1, behind, every)
+    if len(steps) > 1:
+        quiet.one_leader(m, step, 3 * behind, timed_snapshots(steps))
+    quiet.one_leader(m, whole, 3 * behind, timed_snapshots(range(behind - 1, behind)))
     bench.leaked += quiet.leaked
 
 
@@ -176,7 +193,7 @@ def catch_up_ms(bench: Bench, m: Measurement, label: str) -> None:
         # Let the leader take its last snapshot: the follower needs more
         # than its log then holds.
         if every:
-            last = last_snapshot_index(behind, every)
+            last = last_index(behind, every)
             wait_for_snapshot(cluster, leader, cluster.collectors[leader_id], last)
         start = time.perf_counter()
         cluster.restart(follower)
