@@ -112,7 +112,7 @@ class Harness:
                     _, term, is_leader = self.cluster[i].cm.report()
                     if is_leader:
                         if term in leaders:
-                            raise AssertionError(
+                            raise self.failed_check(
                                 f"both {leaders[term]} and {i} are leaders "
                                 f"in term {term}"
                             )
@@ -120,9 +120,10 @@ class Harness:
             if len(leaders) == 1:
                 ((term, leader_id),) = leaders.items()
                 if term >= min_term:
+                    self.tlog(f"check_single_leader -> {leader_id} (term {term})")
                     return leader_id, term
             if time.monotonic() > deadline:
-                raise AssertionError(
+                raise self.failed_check(
                     f"no single leader (with term >= {min_term}) after "
                     f"{CHECK_DEADLINE}s; leaders by term: {leaders}"
                 )
@@ -134,14 +135,22 @@ class Harness:
             if self.connected[i]:
                 _, term, is_leader = self.cluster[i].cm.report()
                 if is_leader:
-                    raise AssertionError(
+                    raise self.failed_check(
                         f"server {i} is leader in term {term}; want none"
                     )
+        self.tlog("check_no_leader: ok")
 
     def tlog(self, message: str) -> None:
         """Log a message of the test itself, as ``[TEST] message``; the
         tools read some of them back (docs/log-format.md)."""
         log.debug("[TEST] %s", message)
+
+    def failed_check(self, message: str) -> AssertionError:
+        """Log that a check failed, and return the error to raise. (Each
+        check logs its outcome, so that a test's log shows what it checked:
+        ``check_single_leader -> 1 (term 4)``.)"""
+        self.tlog(f"check failed: {message}")
+        return AssertionError(message)
 
     def check_id(self, id: int) -> None:
         """Raise ValueError for an id that is not in the cluster."""

@@ -126,6 +126,7 @@ class Harness:
         self.connected = [False] * n
         self.alive = [True] * n
         self.recorded = History()
+        self.clients: list[RecordedClient] = []
         ready = threading.Event()
         self.services = [
             KVService(i, self.peer_ids(i), self.storage[i], ready) for i in range(n)
@@ -152,7 +153,8 @@ class Harness:
         self.shutdown()
 
     def shutdown(self) -> None:
-        """Disconnect and shut down every service."""
+        """Disconnect and shut down every service, and close the clients'
+        connections."""
         for i in range(self.n):
             self.services[i].disconnect_from_all_raft_peers()
             self.connected[i] = False
@@ -160,6 +162,8 @@ class Harness:
             if self.alive[i]:
                 self.alive[i] = False
                 self.services[i].shutdown()
+        for client in self.clients:
+            client.close()
 
     def peer_ids(self, i: int) -> list[int]:
         """The ids of the services other than ``i``."""
@@ -268,6 +272,7 @@ class Harness:
     def client(self, addrs: list[str], attempt_timeout: float) -> RecordedClient:
         """A recorded client of ``addrs``."""
         client = RecordedClient(addrs, attempt_timeout, self.recorded)
+        self.clients.append(client)
         self.tlog(f"new client {client.id} of {addrs}")
         return client
 

@@ -21,6 +21,9 @@ Read this file first. A request travels like this:
 
 Gets go through the log too, so a read sees every write acknowledged
 before it: a leader cut off from the others cannot answer from stale data.
+
+A service whose Raft server's storage fails, or whose updater raises, stops
+for good, as a crash would stop it (see ``failure``).
 """
 
 from __future__ import annotations
@@ -112,6 +115,8 @@ class KVService:
         # the updater takes the subscriptions of an index under it.
         self.mu = threading.Lock()
         self.commit_subs: dict[int, list[CommitSubscription]] = {}
+        # What the updater raised, if it did (see failure); guarded by mu.
+        self.updater_error: Exception | None = None
         self.datastore = DataStore()
         self.commit_chan: queue.Queue[CommitEntry] = queue.Queue()
         self.raft_server = Server(id, peer_ids, storage, ready, self.commit_chan)
@@ -152,28 +157,69 @@ class KVService:
         self.raft_server.shutdown()
         self.commit_chan.put(END_OF_COMMITS)
         self.updater.join()
+        self.answer_waiting_handlers()
+        if self.http_server is not None:
+            self.http_server.close()
+        self.kvlog("shut down")
+
+    def failure(self) -> Exception | None:
+        """Why this service stopped for good, or None while it works.
+
+        Two failures stop it. Its Raft server's storage failed: the consensus
+        module stopped at once, since it cannot promise anything it did not
+        write (part3's ``fail_stop``), and it never comes back. Or its
+        updater raised: its DataStore may no longer match the other
+        replicas', so nothing it would answer can be trusted. A failed
+        service answers no more requests: its HTTP port is closed, at once
+        when the updater fails, at the first request after its Raft server
+        stopped.
+        """
+        with self.mu:
+            if self.updater_error is not None:
+                return self.updater_error
+        cm = self.raft_server.cm
+        with cm.mu:
+            return cm.storage_error
+
+    def stop_serving(self) -> None:
+        """Stop for good, as a crash would, after a failure: stop Raft, close
+        the HTTP port, and answer Timeout to the handlers still waiting.
+        Unlike shutdown() it may run on a thread of the service, so it waits
+        for none of them; shutdown() ends them later."""
+        self.kvlog("stops serving: %s", self.failure())
+        if self.http_server is not None:
+            self.http_server.stop_accepting()
+            self.http_server.server_close()
+        self.raft_server.shutdown()
+        self.answer_waiting_handlers()
+
+    def answer_waiting_handlers(self) -> None:
+        """Wake every handler still waiting: with nothing applied for it, it
+        answers Timeout. Only once Raft is stopped: no handler subscribes
+        after this."""
         with self.mu:
             for subscriptions in self.commit_subs.values():
                 for subscription in subscriptions:
                     subscription.done.set()
             self.commit_subs.clear()
-        if self.http_server is not None:
-            self.http_server.close()
-        self.kvlog("shut down")
 
     def handle_request(self, request: Request) -> Reply:
         """Have the cluster apply ``request``, and say what became of it."""
         command = Command(request, self.id, uuid.uuid4().hex)
         with self.mu:
             index = self.raft_server.submit(command)
-            if index < 0:
-                self.kvlog("not leader: %r", command)
-                return Reply(Status.NOT_LEADER)
-            # Subscribing while still holding mu: the updater needs mu to
-            # hand out the entry at this index, so it cannot do that before
-            # we are subscribed.
-            subscription = CommitSubscription(index)
-            self.commit_subs.setdefault(index, []).append(subscription)
+            if index >= 0:
+                # Subscribing while still holding mu: the updater needs mu
+                # to hand out the entry at this index, so it cannot do that
+                # before we are subscribed.
+                subscription = CommitSubscription(index)
+                self.commit_subs.setdefault(index, []).append(subscription)
+        if index < 0:
+            self.kvlog("not leader: %r", command)
+            if self.failure() is not None:
+                # Not a follower: a Raft server stopped for good.
+                self.stop_serving()
+            return Reply(Status.NOT_LEADER)
         self.kvlog("submitted %r at index %d", command, index)
 
         subscription.done.wait(COMMIT_TIMEOUT)
@@ -204,22 +250,31 @@ class KVService:
 
         This is the replicated state machine: every replica runs the same
         commands in the same order, so every DataStore holds the same data.
+        An entry it cannot apply (a bug, or a log written by another
+        program) stops the service for good, loudly: skipping the entry
+        would leave this replica's data unlike the others'.
         """
-        while (entry := self.commit_chan.get()) is not END_OF_COMMITS:
-            command = entry.command
-            value, found = self.apply(command.request)
-            applied = Applied(command, value, found)
-            self.kvlog(
-                "applied %r at index %d: found=%s, value=%s",
-                command,
-                entry.index,
-                found,
-                brief(value),
-            )
+        try:
+            while (entry := self.commit_chan.get()) is not END_OF_COMMITS:
+                command = entry.command
+                value, found = self.apply(command.request)
+                applied = Applied(command, value, found)
+                self.kvlog(
+                    "applied %r at index %d: found=%s, value=%s",
+                    command,
+                    entry.index,
+                    found,
+                    brief(value),
+                )
+                with self.mu:
+                    for subscription in self.commit_subs.pop(entry.index, []):
+                        subscription.applied = applied
+                        subscription.done.set()
+        except Exception as error:
+            log.exception("[kv %d] the updater failed", self.id)
             with self.mu:
-                for subscription in self.commit_subs.pop(entry.index, []):
-                    subscription.applied = applied
-                    subscription.done.set()
+                self.updater_error = error
+            self.stop_serving()
 
     def apply(self, request: Request) -> tuple[str, bool]:
         """Run ``request`` on the DataStore and return its result."""

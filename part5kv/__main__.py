@@ -9,7 +9,13 @@ requests with ``curl`` or ``python -m part5kv.kvclient``. Ctrl-C stops it.
 
 With ``--data-dir DIR`` (created if missing) the Raft state of each service
 is kept in ``DIR/service-N.sqlite``, so the cluster restarted on the same
-directory has its data back, also after the process was killed.
+directory has its data back, also after the process was killed. ``DIR/stage``
+says which stage wrote the data: a directory of another stage is refused,
+since its log holds commands this stage cannot apply.
+
+If a service fails for good (a write to its storage failed, or its updater
+raised), the cluster stops, and the process exits with status 1 and a
+one-line error; so does it on a bad data directory or a port in use.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import datetime
 import fcntl
 import logging
 import signal
-import sqlite3
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,10 +34,13 @@ from pathlib import Path
 from part3.storage import MapStorage, Storage
 
 from .kvservice import KVService
-from .sqlitestorage import SqliteStorage
+from .sqlitestorage import SqliteStorage, StorageError
 
 CLUSTER_SIZE = 3
 """How many services the cluster has."""
+
+STAGE = "part5kv"
+"""What this stage writes in a data directory's ``stage`` file."""
 
 WATCH_INTERVAL = 0.05
 """Seconds between two looks for a new leader."""
@@ -47,17 +55,26 @@ def add_raft_time(record: logging.LogRecord) -> bool:
     return True
 
 
+class ClusterError(Exception):
+    """The cluster cannot run, or stopped because a service failed; the
+    message says why, in one line."""
+
+
 def configure_logging(verbose: bool) -> None:
     """Log to standard error: every line with ``verbose``, else only the
     servers' state changes, cut to a readable length (a new leader logs its
-    whole log)."""
+    whole log), and errors with their traceback."""
     handler = logging.StreamHandler()
     handler.addFilter(add_raft_time)
     if verbose:
         handler.setFormatter(logging.Formatter("%(raft_time)s %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(raft_time)s %(message).160s"))
-        handler.addFilter(lambda record: "becomes " in record.getMessage())
+        handler.addFilter(
+            lambda record: (
+                record.levelno >= logging.ERROR or "becomes " in record.getMessage()
+            )
+        )
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
@@ -73,8 +90,40 @@ def locked(data_dir: Path) -> Iterator[None]:
         yield
 
 
+def check_stage(data_dir: Path) -> None:
+    """Make sure that ``data_dir`` holds this stage's data, or none yet: then
+    mark it as this stage's. Raises ClusterError for another stage's
+    data, or data that no stage marked."""
+    marker = data_dir / "stage"
+    if marker.exists():
+        stage = marker.read_text(errors="replace").strip()
+        if stage != STAGE:
+            raise ClusterError(
+                f"{data_dir} was written by {stage!r}, and {STAGE} cannot read "
+                f"it: give {STAGE} another directory"
+            )
+        return
+    if any(data_dir.glob("service-*")):
+        raise ClusterError(
+            f"{data_dir} holds data that no stage marked as its own (there is "
+            f"no {marker}): give {STAGE} another directory"
+        )
+    # Written whole or not at all: a crash leaves no half-written marker.
+    new_marker = data_dir / "stage.new"
+    new_marker.write_text(f"{STAGE}\n")
+    new_marker.replace(marker)
+
+
+def describe_failure(service_id: int, error: Exception) -> str:
+    """Why service ``service_id`` failed, in one line."""
+    if isinstance(error, StorageError):  # it names the file
+        return str(error)
+    return f"service {service_id} failed: {type(error).__name__}: {error}"
+
+
 def run(storages: list[Storage], port: int, stop: threading.Event) -> None:
-    """Run the cluster on ``storages`` until ``stop`` is set."""
+    """Run the cluster on ``storages`` until ``stop`` is set. Raises
+    ClusterError if a service fails."""
     ready = threading.Event()
     ids = range(len(storages))
     services = [
@@ -92,6 +141,10 @@ def run(storages: list[Storage], port: int, stop: threading.Event) -> None:
         leader: tuple[int, int] | None = None
         while not stop.wait(WATCH_INTERVAL):
             for service in services:
+                error = service.failure()
+                if error is not None:
+                    message = describe_failure(service.id, error)
+                    raise ClusterError(f"{message}; the cluster stopped")
                 _, term, is_leader = service.raft_server.cm.report()
                 if is_leader and (service.id, term) != leader:
                     leader = service.id, term
@@ -159,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BlockingIOError:
         print(f"error: {args.data_dir} is in use by another cluster", file=sys.stderr)
         return 1
-    except (OSError, sqlite3.Error) as error:  # a port in use, a bad directory
+    except (OSError, StorageError, ClusterError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -169,6 +222,7 @@ def run_on_disk(data_dir: Path, port: int, stop: threading.Event) -> None:
     """Run the cluster on storage in ``data_dir`` until ``stop`` is set."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with locked(data_dir):
+        check_stage(data_dir)
         storages = [
             SqliteStorage(data_dir / f"service-{i}.sqlite") for i in range(CLUSTER_SIZE)
         ]

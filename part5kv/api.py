@@ -22,11 +22,21 @@ request, which a retry sends again with the same id (see ``sessions``).
 Bad input gets a JSON ``{"error": "<what is wrong>"}`` and never reaches
 the Raft log: 400 for a body that is not a JSON object, a missing, unknown
 or mistyped field, or a missing or wrong Content-Type (parameters such as
-``charset=utf-8`` are fine); 411 without a Content-Length; 413 for a body
-over ``MAX_BODY``; 404 for any other path (no redirects: ``/get`` and
-``/get/x`` are 404); 405 for a method other than POST; 408 when the client
-stalls for READ_TIMEOUT while sending the body; and what ``http.server`` finds wrong
-itself (a malformed request line, an oversized header) in JSON too.
+``charset=utf-8`` are fine), or JSON nested too deeply to decode; 411
+without a Content-Length; 413 for a body over ``MAX_BODY``; 404 for any
+other path (no redirects: ``/get`` and ``/get/x`` are 404); 405 for a
+method other than POST; 408 when the body has not arrived by the request's
+deadline; 503 when the service already serves ``MAX_CONNECTIONS``
+connections; and what ``http.server`` finds wrong itself (a malformed
+request line, an oversized header) in JSON too.
+
+Connections are kept open for the client's next request (HTTP/1.1), but
+not forever. A connection waits at most ``IDLE_TIMEOUT`` for a request to
+begin; once it has begun, the request line, the headers and the body must
+all have arrived within ``REQUEST_TIMEOUT``, however slowly the bytes come.
+A client that trickles its request is cut off, and one that sends nothing
+is closed, so a slow client holds a connection only for a while, and at
+most ``MAX_CONNECTIONS`` connections are served at once.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import http.server
+import io
 import json
 import socket
 import threading
@@ -47,8 +58,16 @@ from typing import Any
 MAX_BODY = 1024 * 1024
 """Largest request body accepted, in bytes (1 MiB)."""
 
-READ_TIMEOUT = 5.0
-"""Seconds a client may stall while sending its request."""
+IDLE_TIMEOUT = 5.0
+"""Seconds a connection may wait for its next request to begin."""
+
+REQUEST_TIMEOUT = 5.0
+"""Seconds a client has, from the first byte of a request, to send all of
+it (request line, headers and body); also the time it has to take the
+answer."""
+
+MAX_CONNECTIONS = 100
+"""Connections a service serves at once; beyond them, it answers 503."""
 
 LINGER = 1.0
 """Seconds to wait, after answering, for the client to close its side."""
@@ -110,6 +129,31 @@ class BadRequestError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class DeadlineReader(io.RawIOBase):
+    """What comes in on a socket, up to a deadline: a read raises
+    TimeoutError once ``deadline`` (a ``time.monotonic()`` time) has passed,
+    however slowly the bytes arrive. (A socket's own timeout bounds each
+    read, not all of them: a peer that sends a byte now and then would hold
+    a reader forever.) Wrap it in an ``io.BufferedReader`` to read lines."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+        self.deadline = time.monotonic()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Read what has come, at most ``len(buffer)`` bytes, waiting until
+        the deadline at most; 0 means the peer closed its side."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the deadline has passed")
+        self.sock.settimeout(remaining)
+        return self.sock.recv_into(buffer)
 
 
 @dataclass(frozen=True, repr=False)
@@ -228,7 +272,12 @@ def decode_json(data: bytes) -> object:
             raise ValueError("an object has the same key twice")
         return obj
 
-    return json.loads(data, parse_constant=no_constant, object_pairs_hook=no_duplicates)
+    try:
+        return json.loads(
+            data, parse_constant=no_constant, object_pairs_hook=no_duplicates
+        )
+    except RecursionError:
+        raise ValueError("arrays or objects are nested too deeply") from None
 
 
 def brief(text: str, limit: int = 40) -> str:
@@ -262,8 +311,10 @@ class APIServer(http.server.HTTPServer):
     Creating it binds the port, so a port in use raises OSError right there
     instead of killing a thread later. ``start()`` starts accepting;
     ``stop_accepting()`` and then ``close()`` end every thread it started.
-    Each answer closes its connection. ``name`` (like ``kv0``) names the
-    threads; ``log`` is called like ``logging.debug`` for each event.
+    A connection stays open for the client's next request, within the
+    deadlines of the module docstring; an error answer closes it. ``name``
+    (like ``kv0``) names the threads; ``log`` is called like
+    ``logging.debug`` for each event.
     """
 
     def __init__(
@@ -284,7 +335,16 @@ class APIServer(http.server.HTTPServer):
         # Set by close(): no new connection is served, and a delayed
         # answer stops waiting.
         self.closed = threading.Event()
-        super().__init__(("127.0.0.1", port), APIHandler)
+        # Connections answered 503, each with the time by which it is
+        # closed even if the client has not closed its side; only the
+        # accepting thread uses this list, until close().
+        self.refused: list[tuple[socket.socket, float]] = []
+        try:
+            super().__init__(("127.0.0.1", port), APIHandler)
+        except OSError as error:
+            raise OSError(
+                error.errno, f"cannot serve HTTP on 127.0.0.1:{port}: {error.strerror}"
+            ) from None
         self.accepter = threading.Thread(
             target=self.serve_forever,
             args=(POLL_INTERVAL,),
@@ -306,6 +366,9 @@ class APIServer(http.server.HTTPServer):
         """Close the port, cut what clients still send, and wait until every
         connection is done. Call ``stop_accepting()`` first."""
         self.server_close()
+        for connection, _ in self.refused:
+            self.close_request(connection)
+        self.refused.clear()
         with self.mu:
             self.closed.set()
             for connection in self.connections:
@@ -335,20 +398,65 @@ class APIServer(http.server.HTTPServer):
     def process_request(
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
     ) -> None:
-        """Serve a new connection on a thread of its own."""
+        """Serve a new connection on a thread of its own, or answer 503 if
+        MAX_CONNECTIONS are served already or no thread can be started."""
+        assert isinstance(request, socket.socket)
+        with self.mu:
+            self.threads = [t for t in self.threads if t.is_alive()]
+            busy = len(self.threads)
+        if busy >= MAX_CONNECTIONS:
+            self.refuse(request, f"{self.name} serves {busy} connections already")
+            return
         thread = threading.Thread(
             target=self.serve_connection,
             args=(request, client_address),
             name=f"{self.name}-http-conn",
             daemon=True,
         )
+        try:
+            thread.start()
+        except RuntimeError as error:  # the process has no thread to spare
+            self.refuse(request, f"{self.name} cannot start a thread: {error}")
+            return
         with self.mu:
-            self.threads = [t for t in self.threads if t.is_alive()]
             self.threads.append(thread)
-        thread.start()
+
+    def refuse(self, connection: socket.socket, why: str) -> None:
+        """Answer 503 on the accepting thread, without waiting for anything.
+
+        The answer fits in the socket's empty send buffer. Closing at once,
+        with the request still unread, would make the kernel reset the
+        connection, and the client could lose the answer: the connection
+        is closed later, by ``service_actions``.
+        """
+        self.log("refusing a connection: %s", why)
+        body = json.dumps({"error": f"{why}: try again later"}).encode()
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        connection.setblocking(False)
+        with contextlib.suppress(OSError):
+            connection.send(head.encode() + body)
+            connection.shutdown(socket.SHUT_WR)
+        self.refused.append((connection, time.monotonic() + LINGER))
+
+    def service_actions(self) -> None:
+        """Called by the accepting thread between two polls: close each
+        refused connection whose client has closed its side, or whose
+        LINGER seconds are over."""
+        now = time.monotonic()
+        lingering = []
+        for connection, close_by in self.refused:
+            if now < close_by and not drained(connection):
+                lingering.append((connection, close_by))
+            else:
+                self.close_request(connection)
+        self.refused = lingering
 
     def serve_connection(self, connection: socket.socket, client_address: Any) -> None:
-        """Read one request from ``connection``, answer it, and close it."""
+        """Serve the requests of ``connection`` until it ends, and close it."""
         with self.mu:
             if self.closed.is_set():
                 self.close_request(connection)
@@ -391,11 +499,27 @@ class APIServer(http.server.HTTPServer):
         self.log("error serving %s: %s", client_address, traceback.format_exc())
 
 
+def drained(connection: socket.socket) -> bool:
+    """Read and drop what has come on the non-blocking ``connection``; true
+    once the client has closed its side (or the connection failed)."""
+    try:
+        while connection.recv(65536):
+            pass
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
 class APIHandler(http.server.BaseHTTPRequestHandler):
-    """Answers one HTTP request on behalf of an APIServer."""
+    """Answers the HTTP requests of one connection on behalf of an
+    APIServer."""
 
     server: APIServer
-    timeout = READ_TIMEOUT
+    protocol_version = "HTTP/1.1"  # keeps connections open between requests
+    # An answer goes out in two writes (head and body): send each at once.
+    disable_nagle_algorithm = True
 
     def __getattr__(self, name: str) -> Any:
         # http.server looks up do_<METHOD> for each request (and answers 501
@@ -404,6 +528,29 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         if name.startswith("do_"):
             return self.serve
         raise AttributeError(name)
+
+    def setup(self) -> None:
+        """Read the connection through a DeadlineReader."""
+        super().setup()
+        self.rfile.close()  # http.server's reader, which has no deadline
+        self.input = DeadlineReader(self.connection)
+        self.reader = io.BufferedReader(self.input)
+        self.rfile = self.reader
+
+    def handle_one_request(self) -> None:
+        """Wait at most IDLE_TIMEOUT for the next request to begin, then
+        give it REQUEST_TIMEOUT to arrive whole, and answer it."""
+        self.close_connection = True
+        self.input.deadline = time.monotonic() + IDLE_TIMEOUT
+        try:
+            if not self.reader.peek(1):
+                return  # the client closed the connection
+        except OSError:  # TimeoutError: idle for too long
+            return
+        self.input.deadline = time.monotonic() + REQUEST_TIMEOUT
+        # It reads the request line and the headers, and calls serve(); if
+        # they do not arrive in time, it closes the connection.
+        super().handle_one_request()
 
     def serve(self) -> None:
         """Check the request, have the service handle it, and answer."""
@@ -443,12 +590,15 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
             raise BadRequestError(
                 HTTPStatus.BAD_REQUEST, f"bad Content-Length: {', '.join(lengths)}"
             )
-        length = int(lengths[0])
-        if length > MAX_BODY:
+        # Measured as text first: int() refuses thousands of digits.
+        digits = lengths[0].lstrip("0") or "0"
+        if len(digits) > len(str(MAX_BODY)) or int(digits) > MAX_BODY:
+            size = digits if len(digits) <= 20 else f"of {len(digits)} digits"
             raise BadRequestError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"the body has {length} bytes, more than the {MAX_BODY} accepted",
+                f"Content-Length {size} is more than the {MAX_BODY} bytes accepted",
             )
+        length = int(digits)
         content_type = self.headers.get("Content-Type")
         if content_type is None:
             raise BadRequestError(
@@ -464,7 +614,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         except TimeoutError:
             raise BadRequestError(
                 HTTPStatus.REQUEST_TIMEOUT,
-                f"the body did not arrive within {READ_TIMEOUT}s",
+                f"the request did not arrive whole within {REQUEST_TIMEOUT}s",
             ) from None
         except OSError as error:
             raise BadRequestError(
@@ -483,20 +633,27 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
             ) from None
 
     def answer(self, status: HTTPStatus, body: dict[str, object]) -> None:
-        """Write the response: ``body`` as JSON, with ``status``."""
+        """Write the response: ``body`` as JSON, with ``status``. An error
+        closes the connection: what the client sent after the part we read
+        (a body we refused, say) is not a next request."""
         data = json.dumps(body).encode()
         self.server.hold_if_delayed()
+        self.connection.settimeout(REQUEST_TIMEOUT)
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             if status == HTTPStatus.METHOD_NOT_ALLOWED:
                 self.send_header("Allow", "POST")
+            if status != HTTPStatus.OK:
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
         except OSError as error:
             self.server.log("could not answer %r: %s", self.requestline, error)
+            self.close_connection = True
 
     def send_error(
         self, code: int, message: str | None = None, explain: str | None = None

@@ -8,6 +8,15 @@ each case the client moves on to the next address and sends the request
 again, pausing briefly after a whole round without a leader (an election
 is probably under way), until the call's deadline.
 
+A slow answer is not always a dead service: a leader whose disk takes tens
+of milliseconds a write commits slowly. So an attempt that times out
+doubles how long the next one waits (up to MAX_ATTEMPT_TIMEOUT), and an
+answer that comes within a quarter of that halves it again (down to
+``attempt_timeout``). Each attempt and each call has one deadline, which
+holds whatever a service does, even one that sends its answer a byte at a
+time. The client keeps its connection to the service that answered last
+open for the next call.
+
 Resending is safe: the first attempt may have been applied all the same,
 but every request carries the client's ``client_id`` and a ``request_id``
 drawn once per call, every attempt sends the same ids, and the services
@@ -26,34 +35,55 @@ As a program::
 
 prints ``{"found": bool, "value": str}`` (the value read, or the value
 before the operation) and exits 0; 1 on a timeout, a duplicate request or
-an expired session; 2 on a usage error.
+an expired session; 2 on a usage error; 130 on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
+import io
 import itertools
 import json
 import logging
 import secrets
+import socket
 import sys
 import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import replace
+from http import HTTPStatus
 
-from .api import MAX_BODY, Reply, Request, Status, brief, decode_json, route
+from .api import (
+    MAX_BODY,
+    DeadlineReader,
+    Reply,
+    Request,
+    Status,
+    brief,
+    decode_json,
+    route,
+)
 
 log = logging.getLogger(__name__)
 
 ROUND_BACKOFF = 0.05
 """Seconds to pause after a whole round of addresses without a leader."""
 
-ATTEMPT_ERRORS = (OSError, http.client.HTTPException, ValueError)
+MAX_ATTEMPT_TIMEOUT = 2.0
+"""The longest an attempt waits, however slow the answers have been: more
+than a service's commit timeout (1 s), after which it answers Timeout."""
+
+ATTEMPT_ERRORS = (OSError, ValueError)
 """What a failed attempt raises: no connection, no answer in time, or an
 answer that is not from a service of this API (a stray process)."""
+
+MAX_LINE = 65536
+"""The longest line of an answer's head (status line or header), in bytes."""
+
+MAX_HEADERS = 100
+"""The most header lines an answer may have."""
 
 client_ids = itertools.count(1)
 """Numbers the clients of this process, for their log lines."""
@@ -84,8 +114,10 @@ def new_client_id() -> int:
 
 class KVClient:
     """A client of the services at ``service_addrs`` (``"HOST:PORT"``
-    each). Each attempt waits at most ``attempt_timeout`` seconds for a
-    service to answer. Calls are serialized, and no thread is started.
+    each). Each attempt waits at least ``attempt_timeout`` seconds for a
+    service to answer, longer after attempts that timed out. Calls are
+    serialized, and no thread is started. ``close()`` closes the connection
+    it keeps between calls.
 
     Serialized calls are what the services' sessions need: a session holds
     only the client's last request, so a client must not send a request
@@ -99,6 +131,10 @@ class KVClient:
             check_addr(addr)
         self.addrs = list(service_addrs)
         self.attempt_timeout = attempt_timeout
+        # How long the next attempt waits for an answer (see send).
+        self.patience = attempt_timeout
+        # The connection to the service that answered last, if it is open.
+        self.connection: Connection | None = None
         # The index in addrs of the service we believe leads.
         self.assumed_leader = 0
         self.id = next(client_ids)
@@ -153,13 +189,16 @@ class KVClient:
             misses = 0  # attempts in a row that found no leader
             while (remaining := deadline - time.monotonic()) > 0:
                 addr = self.addrs[self.assumed_leader]
+                wait = min(self.patience, remaining)
                 self.clientlog("sending %r to %s", request, addr)
+                sent = time.monotonic()
                 try:
-                    reply = self.post(
-                        addr, request.op, body, min(self.attempt_timeout, remaining)
-                    )
+                    reply = self.post(addr, request.op, body, wait)
                 except ATTEMPT_ERRORS as error:
                     self.clientlog("%s: %s", addr, describe(error))
+                    if isinstance(error, TimeoutError) and wait == self.patience:
+                        # Perhaps its commits are slow: wait longer next time.
+                        self.patience = min(2 * wait, MAX_ATTEMPT_TIMEOUT)
                 else:
                     self.clientlog(
                         "%s: %s, found=%s, value=%s",
@@ -169,6 +208,8 @@ class KVClient:
                         brief(reply.value),
                     )
                     if reply.status == Status.OK:
+                        if time.monotonic() - sent < self.patience / 4:
+                            self.patience = max(self.patience / 2, self.attempt_timeout)
                         return reply.value, reply.found
                     if reply.status == Status.DUPLICATE_REQUEST:
                         raise KVDuplicateRequestError(
@@ -192,27 +233,139 @@ class KVClient:
 
     def post(self, addr: str, op: str, body: bytes, timeout: float) -> Reply:
         """POST ``body`` to the route of ``op`` at ``addr`` and return the
-        reply; each socket operation waits at most ``timeout`` seconds."""
-        connection = http.client.HTTPConnection(addr, timeout=timeout)
+        reply, within ``timeout`` seconds whatever the service does.
+
+        It goes on the connection kept from the call before, if that went to
+        ``addr``. A service closes a connection that stays idle for a while;
+        if it did that before our request got there, no answer comes, and
+        the request goes once more, on a new connection.
+        """
+        deadline = time.monotonic() + timeout
+        kept, self.connection = self.connection, None
+        if kept is not None and kept.addr == addr:
+            try:
+                return self.exchange(kept, op, body, deadline)
+            except ConnectionError as error:
+                self.clientlog("%s: %s; reconnecting", addr, describe(error))
+        elif kept is not None:
+            kept.close()
+        return self.exchange(Connection(addr, deadline), op, body, deadline)
+
+    def exchange(
+        self, connection: Connection, op: str, body: bytes, deadline: float
+    ) -> Reply:
+        """Send a request on ``connection`` and return the reply; keep the
+        connection for the next call if the service keeps it open too."""
         try:
-            connection.request(
-                "POST",
-                route(op),
-                body,
-                {"Content-Type": "application/json", "Connection": "close"},
-            )
-            response = connection.getresponse()
-            data = response.read()
-        finally:
+            status, data, keep_open = connection.post(route(op), body, deadline)
+            if status != HTTPStatus.OK:
+                raise ValueError(f"HTTP {status}: {data[:200]!r}")
+            reply = Reply.from_json(op, decode_json(data))
+        except BaseException:
+            # Whatever the service sends now would be taken for the answer
+            # to the next request.
             connection.close()
-        if response.status != http.HTTPStatus.OK:
-            raise ValueError(f"HTTP {response.status}: {data[:200]!r}")
-        return Reply.from_json(op, decode_json(data))
+            raise
+        if keep_open:
+            self.connection = connection
+        else:
+            connection.close()
+        return reply
+
+    def close(self) -> None:
+        """Close the connection kept for the next call (a call after this
+        opens a new one)."""
+        with self.mu:
+            if self.connection is not None:
+                self.connection.close()
+                self.connection = None
 
     def clientlog(self, message: str, *args: object) -> None:
         """Log a debug line as ``[client id] message``."""
         if log.isEnabledFor(logging.DEBUG):
             log.debug("[client %d] " + message, self.id, *args)
+
+
+class Connection:
+    """An HTTP/1.1 connection to the service at ``addr``, open by
+    ``deadline``, that can carry one request after another."""
+
+    def __init__(self, addr: str, deadline: float) -> None:
+        self.addr = addr
+        parts = urllib.parse.urlsplit(f"//{addr}")
+        self.sock = socket.create_connection(
+            (parts.hostname, parts.port), timeout=time_left(deadline)
+        )
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.input = DeadlineReader(self.sock)
+        self.rfile = io.BufferedReader(self.input)
+
+    def post(self, path: str, body: bytes, deadline: float) -> tuple[int, bytes, bool]:
+        """POST ``body`` to ``path`` and read the answer, all by
+        ``deadline`` (else TimeoutError). Return its status, its body and
+        whether the connection stays open. ConnectionError if the service
+        closed it before any answer; ValueError for an answer that is not
+        HTTP/1.x with a Content-Length."""
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.addr}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.sock.settimeout(time_left(deadline))
+        self.sock.sendall(head.encode() + body)
+        self.input.deadline = deadline
+        status_line = self.rfile.readline(MAX_LINE)
+        if not status_line:
+            raise ConnectionError("closed without an answer")
+        fields = status_line.split(None, 2)
+        if not (
+            len(fields) >= 2
+            and fields[0].startswith(b"HTTP/1.")
+            and fields[1].isdigit()
+        ):
+            raise ValueError(f"not an HTTP answer: {status_line[:80]!r}")
+        version, status = fields[0], int(fields[1])
+        headers = {}
+        for _ in range(MAX_HEADERS + 1):
+            line = self.rfile.readline(MAX_LINE)
+            if line in (b"\r\n", b"\n"):
+                break
+            name, colon, value = line.partition(b":")
+            if not (colon and line.endswith(b"\n")):
+                raise ValueError(f"not an HTTP header: {line[:80]!r}")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            raise ValueError(f"more than {MAX_HEADERS} headers")
+        length = headers.get(b"content-length", b"")
+        if not (length.isdigit() and len(length) < 19):
+            raise ValueError(f"bad Content-Length: {length[:80]!r}")
+        data = self.read_body(int(length))
+        keep_open = version == b"HTTP/1.1" and headers.get(b"connection") != b"close"
+        return status, data, keep_open
+
+    def read_body(self, length: int) -> bytes:
+        """Read ``length`` bytes, a chunk at a time: a stray ``length``
+        must not allocate them all at once."""
+        chunks = []
+        while length > 0:
+            chunk = self.rfile.read1(min(length, 65536))
+            if not chunk:
+                raise ConnectionError("closed in the middle of an answer")
+            chunks.append(chunk)
+            length -= len(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.sock.close()
+
+
+def time_left(deadline: float) -> float:
+    """Seconds until ``deadline``; TimeoutError if it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the deadline has passed")
+    return left
 
 
 def check_addr(addr: str) -> None:
@@ -307,6 +460,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KVTimeoutError, KVDuplicateRequestError, KVSessionExpiredError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C
+        return 130
+    finally:
+        client.close()
     print(json.dumps({"found": found, "value": value}))
     return 0
 

@@ -37,6 +37,17 @@ a new client and applied again. After that the client is forgotten: a
 request from it starts a new session. A copy of its old last request that
 arrives so late is applied a second time: exactly-once holds for the
 copies that arrive within the window, the price of a bounded table.
+
+The window bounds the number of sessions, but not what they hold: each
+keeps its client's last response, and a response can be as large as the
+value it read. A hundred clients appending to one growing key would each
+keep another version of it. So the responses the sessions keep have a
+byte ``budget`` too: when a new response would exceed it, the least
+recently used sessions expire first, exactly as if their window had
+passed. This too is decided in log order, by sizes every replica computes
+alike, so every replica expires the same sessions. A response larger than
+the whole budget is not kept at all: its own session expires at once
+(its request was applied, and its handler still gets the response).
 """
 
 from __future__ import annotations
@@ -74,6 +85,9 @@ class Session:
     """The response that request got."""
     last_index: int
     """The log index of the client's latest entry."""
+    size: int
+    """The bytes of the response, UTF-8 encoded, that count against the
+    table's budget."""
 
 
 class SessionTable:
@@ -81,17 +95,23 @@ class SessionTable:
 
     ``execute`` is called for every committed entry, in log order, with the
     entry's index: the indexes are the table's only clock. A session is
-    kept at least while its client made a request in the last ``window``
-    entries. Thread-safe.
+    kept while its client made a request in the last ``window`` entries,
+    as long as the responses of the sessions fit in ``budget`` bytes.
+    Thread-safe.
     """
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, budget: int) -> None:
         if window < 1:
             raise ValueError(f"the session window must be at least 1, got {window}")
+        if budget < 0:
+            raise ValueError(f"the session budget must be at least 0, got {budget}")
         self.window = window
+        self.budget = budget
         self.mu = threading.Lock()
         # Ordered by last_index, oldest first: the next to expire comes first.
         self.sessions: OrderedDict[int, Session] = OrderedDict()
+        # The sum of the sessions' sizes, at most budget.
+        self.size = 0
         # Clients whose session expired, with the index at which it did,
         # oldest first.
         self.expired: OrderedDict[int, int] = OrderedDict()
@@ -115,8 +135,8 @@ class SessionTable:
             session = self.sessions.get(client_id)
             if session is None or request_id > session.request_id:
                 value, found = apply()
-                self.sessions[client_id] = Session(request_id, value, found, index)
-                self.sessions.move_to_end(client_id)
+                size = len(value.encode())
+                self.keep(client_id, Session(request_id, value, found, index, size))
                 return Outcome.APPLIED, value, found
             # A request of the client all the same: the session lives on.
             session.last_index = index
@@ -125,21 +145,43 @@ class SessionTable:
                 return Outcome.REPEATED, session.value, session.found
             return Outcome.OLDER, "", False
 
+    def keep(self, client_id: int, session: Session) -> None:
+        """Make ``session`` the latest of ``client_id``, within the budget:
+        expire the least recently used sessions until its response fits.
+        A response larger than the whole budget expires its own session
+        instead. Expects mu."""
+        old = self.sessions.pop(client_id, None)
+        if old is not None:
+            self.size -= old.size
+        if session.size > self.budget:
+            self.expired[client_id] = session.last_index
+            return
+        while self.size + session.size > self.budget:
+            self.expire_oldest(session.last_index)
+        self.sessions[client_id] = session
+        self.size += session.size
+
     def expire(self, index: int) -> None:
         """Before the entry at ``index``: expire the sessions whose client
         made no request in the ``window`` entries before it, and forget the
         clients whose session expired ``window`` entries ago. Expects mu."""
         while self.sessions:
-            client_id, session = next(iter(self.sessions.items()))
+            session = next(iter(self.sessions.values()))
             if index - session.last_index <= self.window:
                 break
-            del self.sessions[client_id]
-            self.expired[client_id] = index
+            self.expire_oldest(index)
         while self.expired:
             client_id, expired_at = next(iter(self.expired.items()))
             if index - expired_at <= self.window:
                 break
             del self.expired[client_id]
+
+    def expire_oldest(self, index: int) -> None:
+        """Expire the least recently used session, at the entry at
+        ``index``. Expects mu."""
+        client_id, session = self.sessions.popitem(last=False)
+        self.size -= session.size
+        self.expired[client_id] = index
 
     def snapshot(self) -> tuple[dict[int, Session], dict[int, int]]:
         """A copy of the table: the sessions, and the expired clients with

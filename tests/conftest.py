@@ -21,20 +21,45 @@ import pytest
 from tools.raft_testlog_viz.frames import TestFrames
 from tools.threadcheck import leaked_threads
 
-pytest_plugins = ["pytester", "tools.raft_testlog_viz.pytest_plugin"]
+pytest_plugins = [
+    "pytester",
+    "tools.raft_testlog_viz.pytest_plugin",
+    "tools.lincheck.pytest_plugin",
+    "tools.sim.pytest_plugin",
+]
 
 _make_record = logging.getLogRecordFactory()
+
+# Every record is kept, at DEBUG level, and a busy test makes a hundred
+# thousand: skip what the log format never shows (the caller's file and
+# line, the thread and the process), which logging otherwise looks up for
+# each record.
+logging._srcfile = None
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
+
+
+_last_second = (-1, "")
+"""The last whole second a record was made in, and its ``HH:MM:SS``."""
 
 
 def _record_with_raft_time(*args: Any, **kwargs: Any) -> logging.LogRecord:
     """Give every log record a ``raft_time`` field: ``HH:MM:SS.ffffff``.
 
     logging's own ``asctime`` keeps only milliseconds; an election plays out
-    in a few of them, so the log format uses this field instead.
+    in a few of them, so the log format uses this field instead. Records
+    come by the thousand each second, so the ``HH:MM:SS`` of a second is
+    worked out once.
     """
+    global _last_second
     record = _make_record(*args, **kwargs)
-    moment = datetime.datetime.fromtimestamp(record.created)
-    record.raft_time = moment.strftime("%H:%M:%S.%f")
+    second, micros = divmod(round(record.created * 1_000_000), 1_000_000)
+    last_second, hms = _last_second  # one read: other threads log too
+    if second != last_second:
+        hms = datetime.datetime.fromtimestamp(second).strftime("%H:%M:%S")
+        _last_second = (second, hms)
+    record.raft_time = f"{hms}.{micros:06d}"
     return record
 
 
@@ -48,13 +73,21 @@ class LogFramer:
         self.reporter = reporter
         self.frames = TestFrames()
 
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        self.frames.collected(item)
+
     def pytest_runtest_logstart(self, nodeid: str) -> None:
-        self.reporter.write_line(self.frames.start(nodeid))
+        self.write(self.frames.start(nodeid))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        line = self.frames.end(report)
-        if line is not None:
-            self.reporter.write_line(line)
+        self.write(self.frames.end(report))
+
+    def write(self, lines: list[str]) -> None:
+        # In one write: a line that a server's thread logs meanwhile comes
+        # before or after the frame's lines, not in between.
+        if lines:
+            self.reporter.ensure_newline()
+            self.reporter.write("\n".join(lines) + "\n", flush=True)
 
 
 @pytest.hookimpl(trylast=True)  # after the terminal reporter is set up
@@ -63,6 +96,18 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if live_log and reporter is not None:
         config.pluginmanager.register(LogFramer(reporter), "raft-log-framer")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Without ``--log-file``, pytest still formats every record, at DEBUG
+    level, for a file handler on os.devnull; a test logs up to a hundred
+    thousand lines, so turn that handler off (``--log-file`` turns it on)."""
+    config = session.config
+    logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
+    if logging_plugin is not None and not (
+        config.getoption("log_file") or config.getini("log_file")
+    ):
+        logging_plugin.log_file_level = logging.CRITICAL + 1
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import pytest
 
 import part3.server
-from part3.harness import Harness, SafetyViolationError, Violation
+from part3.harness import Harness, Leadership, SafetyViolationError, Violation
 from part3.raft import CommitEntry, ConsensusModule, RequestVoteArgs, RequestVoteReply
 from tools.raft_check import PLANTED_BUG, check_lines
 
@@ -269,3 +269,27 @@ def test_delivery_order_violation_is_caught(
     assert {v.servers for v in twice} <= {
         v.servers for v in of("Delivery order", logged(caplog))
     }
+
+
+def test_a_later_leader_without_a_committed_entry_is_said_to_hold_no_entry() -> None:
+    # The check itself, fed a leadership as watch_elections would: a leader
+    # of a later term whose log lacks the committed entry at index 0.
+    h = Harness(1)
+    try:
+        leader, term = h.check_single_leader()
+        assert h.submit_to_server(leader, 5) == 0
+        h.check_committed_n(5, 1)
+        h.record_leader(Leadership(leader, term + 1, ()))
+    finally:
+        h.shutdown()
+    (found,) = h.violations()
+    assert (found.prop, found.servers, found.term, found.index) == (
+        "Leader Completeness",
+        (leader,),
+        term + 1,
+        0,
+    )
+    assert found.message.startswith(
+        f"server {leader} became leader in term {term + 1} with no entry at "
+        "index 0, but CommitEntry(command=5, index=0, "
+    )

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
+from part4kv import api
 from part4kv.api import MAX_BODY
 from part4kv.harness import Harness
+from tests.part4kv.helpers import wait_until
+
+BAD_PUT = b'{"key": "bad", "value": "x"}'
+"""A put that would be applied, were it not for what a test does to the
+request that carries it."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,11 @@ def exchange(addr: str, request: bytes) -> Response:
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
+    return parse_response(data)
+
+
+def parse_response(data: bytes) -> Response:
+    """The response whose bytes are ``data``."""
     head, _, body = data.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("iso-8859-1").split("\r\n")
     headers = {}
@@ -325,3 +338,186 @@ def test_malformed_request(leader: tuple[Harness, str]) -> None:
         (f"POST /get/ HTTP/1.1\r\n{long_header}\r\n\r\n", 431),
     ]:
         check_error(exchange(addr, request.encode()), status, request[:30])
+
+
+def test_content_length_of_thousands_of_digits(leader: tuple[Harness, str]) -> None:
+    _, addr = leader
+    for length in ["9" * 5000, "0" * 5000 + str(MAX_BODY + 1)]:
+        headers = {"Content-Type": "application/json", "Content-Length": length}
+        check_error(http_request(addr, "/put/", BAD_PUT, headers), 413, length[:10])
+    # Leading zeros do not make a length too large.
+    body = json.dumps({"key": "k", "value": "v"}).encode()
+    headers = {"Content-Type": "application/json", "Content-Length": f"000{len(body)}"}
+    assert http_request(addr, "/put/", body, headers).json() == {
+        "status": "OK",
+        "found": False,
+        "prev_value": "",
+    }
+
+
+def test_json_nested_too_deeply(leader: tuple[Harness, str]) -> None:
+    _, addr = leader
+    for body in [b"[" * 100_000 + b"]" * 100_000, b'{"a": ' * 100_000]:
+        check_error(http_request(addr, "/put/", body), 400, body[:10])
+
+
+# --- Connections: kept open, within deadlines and bounds -------------------
+
+
+def request_bytes(addr: str, path: str, obj: object) -> bytes:
+    """A POST of ``obj`` as JSON to ``path``, as sent on the wire."""
+    body = json.dumps(obj).encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def read_response(sock: socket.socket) -> Response:
+    """Read one response with a Content-Length from ``sock``, and no more."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(1)
+        assert chunk, f"the connection ended after {data!r}"
+        data += chunk
+    response = parse_response(data)
+    body = b""
+    while len(body) < int(response.headers["content-length"]):
+        body += sock.recv(65536)
+    return Response(response.status, response.headers, body)
+
+
+def connect(addr: str) -> socket.socket:
+    """A connection to ``addr`` whose reads wait at most 10 s."""
+    host, _, port = addr.rpartition(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def wait_for_end(sock: socket.socket, seconds: float) -> bytes | None:
+    """What ``sock`` receives until the service closes it, or None if it is
+    still open after ``seconds``."""
+    sock.settimeout(seconds)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        return None
+    return data
+
+
+def test_connection_is_kept_for_the_next_request(
+    leader: tuple[Harness, str],
+) -> None:
+    _, addr = leader
+    with connect(addr) as sock:
+        for i in range(3):
+            put = {"key": f"k{i}", "value": "v"}
+            sock.sendall(request_bytes(addr, "/put/", put))
+            response = read_response(sock)
+            assert response.json() == {"status": "OK", "found": False, "prev_value": ""}
+            assert response.headers.get("connection") != "close"
+
+
+def test_error_answer_closes_the_connection(leader: tuple[Harness, str]) -> None:
+    _, addr = leader
+    with connect(addr) as sock:
+        # The body after the refused head is not read as a next request.
+        too_large = (
+            "POST /put/ HTTP/1.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {MAX_BODY + 1}\r\n\r\n"
+        )
+        sock.sendall(too_large.encode() + request_bytes(addr, "/put/", {"key": "bad"}))
+        response = read_response(sock)
+        check_error(response, 413)
+        assert response.headers["connection"] == "close"
+        assert wait_for_end(sock, 5) == b""
+
+
+def test_idle_connection_is_closed(
+    leader: tuple[Harness, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, addr = leader
+    monkeypatch.setattr(api, "IDLE_TIMEOUT", 0.3)
+    with connect(addr) as sock:
+        start = time.monotonic()
+        assert wait_for_end(sock, 5) == b""
+        assert time.monotonic() - start >= 0.3
+
+
+@pytest.mark.parametrize("part", ["head", "body"])
+def test_client_that_trickles_its_request_is_cut_off(
+    leader: tuple[Harness, str], monkeypatch: pytest.MonkeyPatch, part: str
+) -> None:
+    _, addr = leader
+    monkeypatch.setattr(api, "REQUEST_TIMEOUT", 0.5)
+    request = request_bytes(addr, "/put/", json.loads(BAD_PUT))
+    body_at = request.index(b"\r\n\r\n") + 4
+    with connect(addr) as sock:
+        if part == "body":
+            sock.sendall(request[:body_at])
+            request = request[body_at:]
+        # A byte every 0.1 s: each arrives long before a read would time
+        # out, but the whole request would take seconds.
+        start = time.monotonic()
+        answer = None
+        for byte in request[:-1]:
+            sock.sendall(bytes([byte]))
+            answer = wait_for_end(sock, 0.1)
+            if answer is not None:
+                break
+        cut_after = time.monotonic() - start
+        assert answer is not None, "the service waited for the whole request"
+        assert 0.5 <= cut_after <= 0.5 + 2.0
+    if part == "body":
+        # The request line and headers came: it gets an answer.
+        check_error(parse_response(answer), 408)
+    else:
+        assert answer == b""
+
+
+def test_connections_beyond_the_cap_get_503(
+    leader: tuple[Harness, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h, addr = leader
+    monkeypatch.setattr(api, "MAX_CONNECTIONS", 3)
+    http_server = h.services[h.check_single_leader()].http_server
+    assert http_server is not None
+    idle = [connect(addr) for _ in range(3)]
+    try:
+        wait_until(
+            lambda: sum(t.is_alive() for t in http_server.threads) == 3,
+            "the service serves the three idle connections",
+        )
+        response = http_request(addr, "/put/", BAD_PUT)
+        check_error(response, 503)
+        assert "3 connections" in str(response.json())
+    finally:
+        idle.pop().close()
+    # One is free again.
+    put = {"key": "k", "value": "v"}
+    wait_until(
+        lambda: post_json(addr, "/put/", put).status == 200,
+        "a connection is served once another has closed",
+    )
+    for sock in idle:
+        sock.close()
+
+
+def test_connection_refused_when_no_thread_starts(
+    leader: tuple[Harness, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, addr = leader
+    start = threading.Thread.start
+
+    def start_unless_http_conn(thread: threading.Thread) -> None:
+        if thread.name.endswith("-http-conn"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_unless_http_conn)
+    check_error(http_request(addr, "/put/", BAD_PUT), 503)
+    monkeypatch.undo()
+    # The leader fixture then checks that the service still serves, and
+    # shutting the harness down must not trip over the thread that never
+    # started.

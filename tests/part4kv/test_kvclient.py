@@ -6,9 +6,11 @@ client's rules exactly; clusters check failover for real.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import signal
 import socket
 import socketserver
 import subprocess
@@ -24,7 +26,7 @@ from part4kv import kvclient
 from part4kv.api import MAX_BODY
 from part4kv.harness import Harness
 from part4kv.kvclient import KVClient, KVCommitError, KVTimeoutError
-from tests.part4kv.helpers import run_concurrently
+from tests.part4kv.helpers import run_concurrently, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,10 +70,14 @@ class StubHandler(socketserver.BaseRequestHandler):
 
 
 def read_request(connection: socket.socket) -> None:
-    """Read an HTTP request with a Content-Length from ``connection``."""
+    """Read an HTTP request with a Content-Length from ``connection``.
+    EOFError if the client closes the connection first."""
     data = b""
     while b"\r\n\r\n" not in data:
-        data += connection.recv(65536)
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise EOFError("the client closed the connection")
+        data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     length = next(
         int(line.split(b":")[1])
@@ -82,22 +88,27 @@ def read_request(connection: socket.socket) -> None:
         body += connection.recv(65536)
 
 
-def send_json(connection: socket.socket, reply: object) -> None:
+def send_json(
+    connection: socket.socket, reply: object, version: str = "HTTP/1.0"
+) -> None:
     """Send ``reply`` as a JSON HTTP response."""
     body = json.dumps(reply).encode()
     connection.sendall(
-        b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+        f"{version} 200 OK\r\nContent-Type: application/json\r\n".encode()
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
 
 
-def answer_json(reply: object) -> Callable[[socket.socket], None]:
-    """A stub response: read the request, answer ``reply``."""
+def answer_json(
+    reply: object, version: str = "HTTP/1.0"
+) -> Callable[[socket.socket], None]:
+    """A stub response: read the request, answer ``reply`` in HTTP
+    ``version``."""
 
     def respond(connection: socket.socket) -> None:
         read_request(connection)
-        send_json(connection, reply)
+        send_json(connection, reply, version)
 
     return respond
 
@@ -177,6 +188,7 @@ def test_moves_on_past_stray_processes(stubs: Callable[..., Stub]) -> None:
         c = KVClient([stray.addr for stray in strays] + h.addrs)
         c.put("k", "v")
         assert c.get("k") == ("v", True)
+        c.close()
     assert all(stray.connections >= 1 for stray in strays)
 
 
@@ -360,3 +372,171 @@ def test_command_line_client_usage_error_exits_2(
         kvclient.main(args)
     assert exit_info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+# --- Deadlines, slow services and kept connections --------------------------
+
+
+def trickle(response: bytes) -> Callable[[socket.socket], None]:
+    """A stub response: read the request, then send ``response`` a byte
+    every 50 ms, until the client hangs up."""
+
+    def respond(connection: socket.socket) -> None:
+        read_request(connection)
+        with contextlib.suppress(OSError):
+            for byte in response:
+                connection.sendall(bytes([byte]))
+                time.sleep(0.05)
+
+    return respond
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/1.1 200 OK\r\nX-Padding: " + b"x" * 200,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r\n" + b" " * 200,
+    ],
+    ids=["head", "body"],
+)
+def test_deadline_holds_against_a_trickling_service(
+    stubs: Callable[..., Stub], response: bytes
+) -> None:
+    c = KVClient([stubs(trickle(response)).addr], attempt_timeout=0.1)
+    start = time.monotonic()
+    with pytest.raises(KVTimeoutError):
+        c.put("k", "v", timeout=1.0)
+    elapsed = time.monotonic() - start
+    assert 1.0 - 0.1 <= elapsed <= 1.0 + 1.0
+
+
+def test_waits_longer_after_attempts_time_out(stubs: Callable[..., Stub]) -> None:
+    # A service that takes 0.25 s to answer; later, no time at all.
+    delay = [0.25]
+
+    def respond(connection: socket.socket) -> None:
+        read_request(connection)
+        time.sleep(delay[0])
+        with contextlib.suppress(OSError):  # the client gave up on it
+            send_json(connection, OK)
+
+    slow = stubs(respond)
+    c = KVClient([slow.addr], attempt_timeout=0.1)
+    assert c.put("k", "v") == ("old", True)
+    # Attempts of 0.1 s and 0.2 s timed out; one of 0.4 s got the answer.
+    assert slow.connections >= 3
+    assert c.patience >= 0.4
+    # The next call waits long enough at once.
+    sent = slow.connections
+    assert c.put("k", "v") == ("old", True)
+    assert slow.connections == sent + 1
+
+    # Quick answers bring the wait back down.
+    delay[0] = 0
+    for _ in range(10):
+        c.put("k", "v")
+    assert c.patience == 0.1
+
+
+def slowed(
+    write: Callable[[str, bytes], None], seconds: float
+) -> Callable[[str, bytes], None]:
+    """``write``, taking ``seconds`` longer."""
+
+    def write_slowly(key: str, value: bytes) -> None:
+        time.sleep(seconds)
+        write(key, value)
+
+    return write_slowly
+
+
+@pytest.mark.parametrize("write_seconds", [0.03, 0.06])
+def test_calls_complete_when_commits_are_slow(
+    monkeypatch: pytest.MonkeyPatch, write_seconds: float
+) -> None:
+    """A disk that takes tens of ms a write (an SD card's fsync) makes every
+    commit slower than an attempt of 0.1 s; calls still complete, and do
+    not fill the log with copies of their requests.
+
+    (Not 0.1 s a write: a follower then holds its lock for 0.2 s over the
+    two writes of an entry, longer than part3's shortest election timeout,
+    and elections break out whatever the client does.)
+    """
+    with Harness(3) as h:
+        lid = h.check_single_leader()
+        c = h.new_client()
+        h.check_put(c, "k", "fast")
+        # From now on every write to storage takes write_seconds, more
+        # than once per commit: longer than an attempt of 0.1 s.
+        for storage in h.storage:
+            monkeypatch.setattr(storage, "set", slowed(storage.set, write_seconds))
+        cm = h.services[lid].raft_server.cm
+        with cm.mu:
+            entries_before = len(cm.log)
+        calls = 8
+        for i in range(calls):
+            h.check_put(c, "k", f"slow{i}")
+        with cm.mu:
+            entries = len(cm.log) - entries_before
+        # Each attempt that timed out left a copy of its request in the log.
+        assert entries <= 1.5 * calls, f"{entries} entries for {calls} calls"
+
+
+def answer_each_request(connection: socket.socket) -> None:
+    """A stub response: answer OK to each request on the connection, over
+    HTTP/1.1, until the client closes it."""
+    with contextlib.suppress(OSError, EOFError):
+        while True:
+            read_request(connection)
+            body = json.dumps(OK).encode()
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+
+
+def test_keeps_its_connection_between_calls(stubs: Callable[..., Stub]) -> None:
+    leader = stubs(answer_each_request)
+    c = KVClient([leader.addr], attempt_timeout=PATIENT)
+    for _ in range(3):
+        assert c.put("k", "v") == ("old", True)
+    assert leader.connections == 1
+    c.close()
+
+
+def test_reconnects_when_the_kept_connection_was_closed(
+    stubs: Callable[..., Stub],
+) -> None:
+    # It answers one request per connection, over HTTP/1.1 (so the client
+    # keeps the connection), and then closes it, as a service closes an
+    # idle one.
+    leader = stubs(answer_json(OK, version="HTTP/1.1"))
+    other = stubs(answer_json(OK))
+    c = KVClient([leader.addr, other.addr], attempt_timeout=PATIENT)
+    for _ in range(3):
+        assert c.put("k", "v") == ("old", True)
+    assert (leader.connections, other.connections) == (3, 0)
+    c.close()
+
+
+def test_command_line_client_ctrl_c_exits_130(stubs: Callable[..., Stub]) -> None:
+    hole = stubs(black_hole)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["--timeout", "30", hole.addr, "get", "k"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "part4kv.kvclient", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        wait_until(lambda: hole.connections >= 1, "the client sent its request")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130
+    assert (out, err) == ("", "")

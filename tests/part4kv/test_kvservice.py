@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from part3.storage import MapStorage
-from part4kv import kvservice
+from part4kv import harness, kvservice
 from part4kv.api import Reply, Request, Status
 from part4kv.harness import NO_RESEND_ATTEMPT_TIMEOUT, Harness
 from part4kv.kvclient import KVCommitError
@@ -186,7 +186,8 @@ def test_busy_port_raises_and_the_service_goes_on() -> None:
 
         service = KVService(0, [1, 2], MapStorage(), threading.Event())
         try:
-            with pytest.raises(OSError, match="in use"):
+            # The message names the port.
+            with pytest.raises(OSError, match=rf":{busy_port}: .*in use"):
                 service.serve_http(busy_port)
             addr = service.serve_http()
             reply = post_json(addr, "/get/", {"key": "k"}).json()
@@ -207,7 +208,7 @@ def test_restart_on_a_port_taken_meanwhile() -> None:
             stray.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             stray.bind((host, int(port)))
             stray.listen()
-            with pytest.raises(OSError, match="in use"):
+            with pytest.raises(OSError, match=rf":{port}: .*in use"):
                 h.restart_service(follower)
 
         # The port is free again; the service comes back at its address.
@@ -247,3 +248,94 @@ def test_delay_next_http_response_delays_the_next_one_whatever_it_is() -> None:
         http_server = h.services[follower].http_server
         assert http_server is not None
         assert http_server.next_delay == 0
+
+
+def refuses_connections(addr: str) -> bool:
+    """True iff nothing listens at ``addr`` any more."""
+    host, _, port = addr.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+class FailingStorage(MapStorage):
+    """A MapStorage whose writes fail, once ``fail_writes()`` was called,
+    as on a full disk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+
+    def fail_writes(self) -> None:
+        self.failing = True
+
+    def set(self, key: str, value: bytes) -> None:
+        if self.failing:
+            raise OSError(28, "No space left on device")
+        super().set(key, value)
+
+
+def test_failed_storage_write_stops_the_service(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(harness, "MapStorage", FailingStorage)
+    with Harness(3) as h:
+        lid = h.check_single_leader()
+        storage = h.storage[lid]
+        assert isinstance(storage, FailingStorage)
+        storage.fail_writes()
+
+        # The leader cannot write the put to its log: its Raft server stops,
+        # and the service with it. It tells this client to look elsewhere...
+        addr = h.service_addr(lid)
+        put = {"key": "k", "value": "v"}
+        reply = post_json(addr, "/put/", put).json()
+        assert reply == {"status": "NotLeader", "found": False, "prev_value": ""}
+        # ... and answers no one after it.
+        assert refuses_connections(addr)
+        error = h.services[lid].failure()
+        assert isinstance(error, OSError)
+        assert error.errno == 28
+        assert f"[{lid}] becomes Dead: storage write failed" in caplog.text
+
+        # The others elect a leader among themselves and carry on.
+        c = h.new_client()
+        h.check_put(c, "k", "v")
+        h.check_get(c, "k", "v")
+
+
+def test_updater_that_raises_stops_its_service(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Long enough that only the service's stop answers the handler in time.
+    monkeypatch.setattr(kvservice, "COMMIT_TIMEOUT", 30.0)
+    with Harness(3) as h:
+        lid = h.check_single_leader()
+        service = h.services[lid]
+
+        def apply(request: Request) -> tuple[str, bool]:
+            raise RuntimeError("planted bug")
+
+        # Only the leader's updater fails; the other replicas apply the put.
+        monkeypatch.setattr(service, "apply", apply)
+        addr = h.service_addr(lid)
+        start = time.monotonic()
+        put = {"key": "k", "value": "v"}
+        reply = post_json(addr, "/put/", put).json()
+        # The handler is answered when the service stops: the put's outcome
+        # is unknown to this service.
+        assert reply == {"status": "Timeout", "found": False, "prev_value": ""}
+        assert time.monotonic() - start < kvservice.COMMIT_TIMEOUT / 2
+        assert refuses_connections(addr)
+        error = service.failure()
+        assert isinstance(error, RuntimeError)
+        assert str(error) == "planted bug"
+        (record,) = [r for r in caplog.records if "the updater failed" in r.message]
+        assert record.exc_info is not None
+        assert record.exc_info[1] is error
+
+        # The others elect a leader among themselves and carry on.
+        c = h.new_client()
+        h.check_get(c, "k", "v")

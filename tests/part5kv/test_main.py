@@ -7,6 +7,7 @@ import os
 import queue
 import random
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -17,7 +18,9 @@ from types import TracebackType
 
 import pytest
 
+from part3.raft import AppendEntriesArgs, CommitEntry, ConsensusModule, LogEntry
 from part5kv.kvclient import KVClient, KVTimeoutError
+from part5kv.sqlitestorage import SqliteStorage
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,16 +32,16 @@ LEADER_LINE = re.compile(r"leader: service (\d) \(term (\d+)\)\Z")
 
 
 class Cluster:
-    """``python -m part5kv ARGS`` in a subprocess, once it printed the
-    addresses of its services and its first leader. Standard error goes to
-    a file in ``tmp_path``. Leaving the ``with`` block kills it if it
-    still runs."""
+    """``python -m part5kv ARGS`` (or another ``stage``) in a subprocess,
+    once it printed the addresses of its services and its first leader.
+    Standard error goes to a file in ``tmp_path``. Leaving the ``with``
+    block kills it if it still runs."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, stage: str = "part5kv") -> None:
         self.stderr_path = tmp_path / f"stderr-{random.getrandbits(32)}.txt"
         with open(self.stderr_path, "w") as stderr:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "part5kv", *args],
+                [sys.executable, "-m", stage, *args],
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 text=True,
@@ -115,6 +118,7 @@ def test_ctrl_c_stops_the_cluster(tmp_path: Path) -> None:
         c = KVClient(addrs)
         assert c.put("k", "v") == ("", False)
         assert c.get("k") == ("v", True)
+        c.close()
 
         assert cluster.stop(signal.SIGINT) == 0
     stderr = cluster.stderr()
@@ -132,11 +136,14 @@ def test_data_dir_keeps_the_data(tmp_path: Path) -> None:
         c = KVClient(cluster.start())
         c.put("k", "v")
         c.append("k", "w")
+        c.close()
         assert cluster.stop(signal.SIGTERM) == 0
+    assert (data_dir / "stage").read_text() == "part5kv\n"
 
     with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
         c = KVClient(cluster.start())
         assert c.get("k") == ("vw", True)
+        c.close()
         assert cluster.stop(signal.SIGINT) == 0
     assert "Traceback" not in cluster.stderr()
 
@@ -169,11 +176,13 @@ def test_killed_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) -> 
                 acknowledged.append(token)
             killer.join()
             cluster.process.wait()
+            c.close()
 
     with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
         c = KVClient(cluster.start())
         value, _ = c.get("log", timeout=10)
         check_tokens(value, acknowledged, attempted)
+        c.close()
         assert cluster.stop(signal.SIGINT) == 0
     assert acknowledged, "no append was acknowledged"
 
@@ -210,6 +219,140 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
             assert cluster.process.wait(timeout=START_DEADLINE) == 1
     assert "in use" in cluster.stderr()
     assert "Traceback" not in cluster.stderr()
+
+
+def run_once(tmp_path: Path, data_dir: Path, stage: str = "part5kv") -> None:
+    """Start a cluster of ``stage`` on ``data_dir``, and stop it."""
+    with Cluster(tmp_path, "--data-dir", str(data_dir), stage=stage) as cluster:
+        cluster.start()
+        assert cluster.stop(signal.SIGINT) == 0
+
+
+def refusal(tmp_path: Path, data_dir: Path) -> str:
+    """Start a cluster on ``data_dir``, which must refuse to run (status 1);
+    return what it wrote on standard error."""
+    with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
+        assert cluster.process.wait(timeout=START_DEADLINE) == 1
+    return cluster.stderr()
+
+
+def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    run_once(tmp_path, data_dir)
+    (data_dir / "service-1.sqlite").write_text("not a database\n" * 100)
+    assert refusal(tmp_path, data_dir) == (
+        f"error: opening {data_dir / 'service-1.sqlite'} failed: "
+        "file is not a database\n"
+    )
+
+
+def test_data_dir_of_another_stage_is_refused(tmp_path: Path) -> None:
+    # Its log holds another stage's commands, which this stage is not
+    # built to apply.
+    data_dir = tmp_path / "data"
+    run_once(tmp_path, data_dir, stage="part4kv")
+    assert refusal(tmp_path, data_dir) == (
+        f"error: {data_dir} was written by 'part4kv', and part5kv cannot read "
+        "it: give part5kv another directory\n"
+    )
+
+
+def test_data_dir_that_no_stage_marked_is_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    run_once(tmp_path, data_dir)
+    # As the data of an older version, which did not mark its directory.
+    (data_dir / "stage").unlink()
+    assert refusal(tmp_path, data_dir) == (
+        f"error: {data_dir} holds data that no stage marked as its own (there "
+        f"is no {data_dir / 'stage'}): give part5kv another directory\n"
+    )
+
+
+def plant_entry(path: Path, service_id: int, command: object) -> None:
+    """Put ``command`` in the log kept at ``path`` by service
+    ``service_id``, as a leader of term 1 would."""
+    storage = SqliteStorage(path)
+    peer_ids = [p for p in range(3) if p != service_id]
+    commits: queue.Queue[CommitEntry] = queue.Queue()
+    cm = ConsensusModule(
+        service_id, peer_ids, None, storage, threading.Event(), commits
+    )
+    reply = cm.append_entries(
+        AppendEntriesArgs(
+            term=1,
+            leader_id=peer_ids[0],
+            prev_log_index=-1,
+            prev_log_term=-1,
+            entries=[LogEntry(command, 1)],
+            leader_commit=-1,
+        )
+    )
+    assert reply.success
+    cm.stop()
+    storage.close()
+
+
+def test_updater_failure_stops_the_cluster(tmp_path: Path) -> None:
+    # Every service's log starts with an entry that no updater can apply,
+    # as in a log written by another program. The first request commits
+    # it: every service stops, and the cluster exits with the error.
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "stage").write_text("part5kv\n")
+    for i in range(3):
+        plant_entry(data_dir / f"service-{i}.sqlite", i, "not a command")
+    with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
+        c = KVClient(cluster.start())
+        with pytest.raises(KVTimeoutError):
+            c.put("k", "v")
+        c.close()
+        assert cluster.process.wait(timeout=START_DEADLINE) == 1
+    stderr = cluster.stderr()
+    assert "the updater failed\nTraceback" in stderr
+    assert re.fullmatch(
+        r"error: service \d failed: AttributeError: 'str' object has no "
+        r"attribute 'request'; the cluster stopped",
+        stderr.splitlines()[-1],
+    ), stderr
+
+
+def test_failed_write_stops_the_cluster(tmp_path: Path) -> None:
+    # As on a disk that fills up: once the cluster runs, no file of its
+    # process may grow by more than 64 KiB. Writes to the log fail soon;
+    # the cluster stops with an error that names the file. Restarted with
+    # room to write, it has every acknowledged write back.
+    data_dir = tmp_path / "data"
+    value = "x" * 8192
+    acknowledged: list[str] = []
+    with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
+        c = KVClient(cluster.start())
+        limit = max(f.stat().st_size for f in data_dir.iterdir()) + 64 * 1024
+        resource.prlimit(cluster.process.pid, resource.RLIMIT_FSIZE, (limit, limit))
+        for i in range(3 * limit // len(value)):
+            if cluster.process.poll() is not None:
+                break
+            try:
+                c.put(f"k{i}", value)
+            except KVTimeoutError:
+                continue  # the outcome is unknown
+            acknowledged.append(f"k{i}")
+        c.close()
+        assert cluster.process.wait(timeout=START_DEADLINE) == 1
+    stderr = cluster.stderr()
+    assert "Traceback" not in stderr
+    assert "becomes Dead: storage write failed" in stderr
+    assert re.fullmatch(
+        rf"error: a write to {re.escape(str(data_dir))}/service-\d\.sqlite "
+        r"failed: .+; the cluster stopped",
+        stderr.splitlines()[-1],
+    ), stderr
+
+    with Cluster(tmp_path, "--data-dir", str(data_dir)) as cluster:
+        c = KVClient(cluster.start())
+        for key in acknowledged:
+            assert c.get(key, timeout=10) == (value, True)
+        c.close()
+        assert cluster.stop(signal.SIGINT) == 0
 
 
 @pytest.mark.parametrize(

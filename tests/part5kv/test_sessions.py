@@ -9,24 +9,30 @@ from __future__ import annotations
 
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import part5kv.harness
-from part3.storage import Storage
+from part3.raft import CommitEntry
+from part3.storage import MapStorage, Storage
 from part5kv import kvservice
+from part5kv.api import Request
 from part5kv.harness import CHECK_DEADLINE, Harness
 from part5kv.kvclient import KVSessionExpiredError
-from part5kv.kvservice import KVService
-from part5kv.sessions import Outcome, SessionTable
+from part5kv.kvservice import Command, CommitSubscription, KVService
+from part5kv.sessions import Outcome, Session, SessionTable
 from tests.part5kv.helpers import new_ids, wait_until
 from tests.part5kv.test_api import post_json
 
 PATIENT = kvservice.COMMIT_TIMEOUT + 0.5
 """An attempt timeout above COMMIT_TIMEOUT: a client with it does not
 resend, so each of its calls is one log entry."""
+
+UNREACHED = 1 << 40
+"""A response budget that the tests of the window never reach."""
 
 
 def applies(
@@ -44,7 +50,7 @@ def applies(
 
 
 def test_new_repeated_and_older_requests() -> None:
-    table = SessionTable(window=100)
+    table = SessionTable(window=100, budget=UNREACHED)
     apply, calls = applies(("v", True))
     assert table.execute(0, 7, 1, apply) == (Outcome.APPLIED, "v", True)
     assert len(calls) == 1
@@ -65,7 +71,7 @@ def test_new_repeated_and_older_requests() -> None:
 
 def test_session_kept_while_the_client_made_a_request_in_the_window() -> None:
     window = 3
-    table = SessionTable(window)
+    table = SessionTable(window, UNREACHED)
     apply, _ = applies(("", False))
     table.execute(0, 7, 1, apply)
     for index in range(1, window):
@@ -80,7 +86,7 @@ def test_session_kept_while_the_client_made_a_request_in_the_window() -> None:
 
 def test_expired_client_is_remembered_for_another_window() -> None:
     window = 3
-    table = SessionTable(window)
+    table = SessionTable(window, UNREACHED)
     apply, calls = applies(("", False))
     table.execute(0, 7, 1, apply)
     # The entry at `window + 1` expires client 7's session...
@@ -104,7 +110,7 @@ def test_table_stays_within_its_bound() -> None:
     # A new client at every entry: at most `window` sessions and `window`
     # expired clients are kept, plus the one of the entry at hand.
     window = 10
-    table = SessionTable(window)
+    table = SessionTable(window, UNREACHED)
     apply, _ = applies(("x" * 100, True))
     for index in range(1000):
         table.execute(index, index + 1, 1, apply)
@@ -116,7 +122,121 @@ def test_table_stays_within_its_bound() -> None:
 
 def test_window_must_be_positive() -> None:
     with pytest.raises(ValueError, match="window"):
-        SessionTable(0)
+        SessionTable(0, UNREACHED)
+
+
+def test_least_recently_used_sessions_expire_to_keep_the_budget() -> None:
+    table = SessionTable(window=100, budget=10)
+    table.execute(0, 1, 1, applies(("aaaa", True))[0])
+    table.execute(1, 2, 1, applies(("bbbb", True))[0])
+    # Client 1 is heard from again: now client 2 is the least recently used.
+    assert table.execute(2, 1, 1, applies(("", False))[0])[0] == Outcome.REPEATED
+    # 4 + 4 + 4 bytes would exceed the budget: client 2's session expires.
+    assert table.execute(3, 3, 1, applies(("cccc", True))[0])[0] == Outcome.APPLIED
+    sessions, expired = table.snapshot()
+    assert set(sessions) == {1, 3}
+    assert expired == {2: 3}
+    assert table.size == 8
+    # Its copy is not applied again, nor is its next request.
+    apply, calls = applies(("", False))
+    assert table.execute(4, 2, 1, apply) == (Outcome.EXPIRED, "", False)
+    assert table.execute(5, 2, 2, apply) == (Outcome.EXPIRED, "", False)
+    assert calls == []
+    assert table.execute(6, 1, 1, apply) == (Outcome.REPEATED, "aaaa", True)
+
+
+def test_budget_counts_utf8_bytes() -> None:
+    table = SessionTable(window=100, budget=4)
+    table.execute(0, 1, 1, applies(("éé", True))[0])  # 4 bytes: it fits
+    assert set(table.snapshot()[0]) == {1}
+    table.execute(1, 2, 1, applies(("a", True))[0])  # 4 + 1: client 1 expires
+    assert table.snapshot() == (
+        {2: Session(request_id=1, value="a", found=True, last_index=1, size=1)},
+        {1: 1},
+    )
+
+
+def test_response_larger_than_the_budget_expires_its_own_session() -> None:
+    table = SessionTable(window=100, budget=10)
+    table.execute(0, 1, 1, applies(("aa", True))[0])
+    # Applied, and answered; but the response cannot be kept, and the
+    # other sessions need not make room for it in vain.
+    big = "x" * 11
+    assert table.execute(1, 2, 1, applies((big, True))[0]) == (
+        Outcome.APPLIED,
+        big,
+        True,
+    )
+    sessions, expired = table.snapshot()
+    assert set(sessions) == {1}
+    assert expired == {2: 1}
+    assert table.execute(2, 2, 2, applies(("", False))[0])[0] == Outcome.EXPIRED
+
+
+def test_budget_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="budget"):
+        SessionTable(1, -1)
+
+
+def test_memory_is_bounded_by_the_budget_not_clients_times_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 100 clients append in turn to one key, which grows. Each append's
+    # response is the value before it: were every response kept, each
+    # session would hold a version of the key of its own, 25 MiB in all.
+    budget = 1024 * 1024
+    monkeypatch.setattr(kvservice, "RESPONSE_BUDGET", budget)
+    clients, rounds, chunk = 100, 3, "x" * 1024
+    # Raft stays dormant: the test puts the committed entries on the
+    # commit channel itself, and the updater applies them.
+    service = KVService(0, [1, 2], MapStorage(), threading.Event())
+    last = CommitSubscription(clients * rounds - 1)
+    service.commit_subs[last.index] = [last]
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for index in range(clients * rounds):
+            round, client = divmod(index, clients)
+            request = Request(
+                "append", "k", chunk, client_id=client + 1, request_id=round + 1
+            )
+            command = Command(request, 0, str(index))
+            service.commit_chan.put(CommitEntry(command, index, 1))
+        assert last.done.wait(CHECK_DEADLINE), "the updater applied every entry"
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        service.shutdown()
+    stored = len(service.datastore.get("k")[0])
+    # The value itself, the responses within the budget, and what the
+    # sessions and the log lines of the test take besides.
+    assert grown < stored + budget + 1024 * 1024, f"{grown / 2**20:.1f} MiB"
+
+
+def test_sessions_expire_to_keep_the_response_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kvservice, "RESPONSE_BUDGET", 1000)
+    expired = {"status": "SessionExpired", "found": False, "value": ""}
+    with Harness(3) as h:
+        h.check_single_leader()
+        value = "x" * 600
+        assert post_to_leader(h, "/put/", {"key": "k", "value": value, **new_ids()})
+        a_get = {"key": "k", **new_ids()}
+        b_get = {"key": "k", **new_ids()}
+        assert post_to_leader(h, "/get/", a_get) == ok(True, value, "value")
+        # a's and b's 600-byte responses do not both fit: a's session, the
+        # least recently used, expires.
+        assert post_to_leader(h, "/get/", b_get) == ok(True, value, "value")
+        assert post_to_leader(h, "/get/", a_get) == expired
+        assert post_to_leader(h, "/get/", {**a_get, "request_id": 2}) == expired
+        assert post_to_leader(h, "/get/", b_get) == ok(True, value, "value")
+
+        def replicas_agree() -> bool:
+            states = [(s.sessions.snapshot(), s.datastore.data) for s in h.services]
+            return all(state == states[0] for state in states)
+
+        wait_until(replicas_agree, "every replica has the same sessions and data")
 
 
 def ok(found: bool, value: str, field: str = "prev_value") -> dict[str, object]:
@@ -249,8 +369,8 @@ class ForgetfulSessions(SessionTable):
     applies the entries below ``replayed`` as new, without their
     sessions."""
 
-    def __init__(self, window: int, replayed: int) -> None:
-        super().__init__(window)
+    def __init__(self, window: int, budget: int, replayed: int) -> None:
+        super().__init__(window, budget)
         self.replayed = replayed
 
     def execute(
@@ -278,7 +398,9 @@ class ForgetfulService(KVService):
         # the table can still be replaced.
         with self.raft_server.cm.mu:
             replayed = len(self.raft_server.cm.log)
-        self.sessions = ForgetfulSessions(kvservice.SESSION_WINDOW, replayed)
+        self.sessions = ForgetfulSessions(
+            kvservice.SESSION_WINDOW, kvservice.RESPONSE_BUDGET, replayed
+        )
 
 
 def test_planted_bug_sessions_lost_on_restart_is_caught(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pickle
 import queue
+import re
 import threading
 from pathlib import Path
+
+import pytest
 
 from part3.raft import (
     AppendEntriesArgs,
@@ -14,7 +17,7 @@ from part3.raft import (
     LogEntry,
     RequestVoteArgs,
 )
-from part5kv.sqlitestorage import SqliteStorage
+from part5kv.sqlitestorage import SqliteStorage, StorageError
 
 
 def test_set_get_has_data(tmp_path: Path) -> None:
@@ -97,4 +100,30 @@ def test_consensus_module_restores_from_it(tmp_path: Path) -> None:
     assert (cm.current_term, cm.voted_for) == (3, 1)
     assert cm.log == entries
     cm.stop()
+    storage.close()
+
+
+def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    path.write_text("not a database\n" * 100)
+    with pytest.raises(
+        StorageError, match=f"opening {re.escape(str(path))} failed: file is not a"
+    ):
+        SqliteStorage(path)
+
+
+def test_a_failed_write_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    storage = SqliteStorage(path)
+    storage.set("k", b"v")
+    # As on a full disk: the database may not grow by a page.
+    (pages,) = storage.db.execute("PRAGMA page_count").fetchone()
+    storage.db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(
+        StorageError,
+        match=f"a write to {re.escape(str(path))} failed: database or disk is full",
+    ):
+        storage.set("big", bytes(100_000))
+    assert storage.get("k") == b"v"
+    assert storage.get("big") is None
     storage.close()

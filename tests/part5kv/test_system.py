@@ -384,6 +384,7 @@ def test_append_linearizable_after_crash(tmp_path: Path) -> None:
     with Harness(3) as h:
         lid = h.check_single_leader()
         c1 = HeldClient(h.addrs, h.recorded, h.service_addr(lid))
+        h.clients.append(c1)  # closed with the harness
         h.check_append(c1, "foo", "bar")
         h.check_get(c1, "foo", "bar")
 

@@ -4,14 +4,18 @@ part3's tests, and a headless browser."""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 
+from part4kv.kvclient import KVClient
 from tools.raft_testlog_viz import browser as viz_browser
 from tools.raft_testlog_viz.parse import RunLog, parse_log
 
@@ -112,6 +116,62 @@ def part3_log() -> str:
 def part3_run(part3_log: str) -> RunLog:
     """``part3_log`` parsed."""
     return parse_log(part3_log.splitlines())
+
+
+@pytest.fixture(scope="session")
+def failing_log() -> str:
+    """The live log of a test that fails with safety violations (the
+    paper's Figure 8, on a consensus module that breaks the commit rule)."""
+    result = run_python(
+        "-m", "pytest", "tests/tools/failing_run.py", *LIVE_LOG, env=PLAIN_RUN
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result.stdout
+
+
+SERVING = re.compile(r"\[kv \d+\] serving HTTP on (127\.0\.0\.1:\d+)$", re.MULTILINE)
+
+
+@pytest.fixture(scope="session")
+def hand_run_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The log of a part4kv cluster run by hand (``python -m part4kv -v``,
+    which logs on standard error): it elects a leader, takes a put, and is
+    stopped with Ctrl-C. A log without test frames."""
+    log = tmp_path_factory.mktemp("hand") / "kv.log"
+    environ = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    for key in PLAIN_RUN:
+        environ.pop(key, None)
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "part4kv", "-v"],
+            cwd=ROOT,
+            env=environ,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            text = log.read_text()
+            addrs = SERVING.findall(text)
+            if len(addrs) == 3 and "becomes Leader" in text:
+                break
+            assert process.poll() is None, text
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+        # A long attempt timeout: the put is sent again only to another
+        # service, after a NotLeader.
+        KVClient(addrs, attempt_timeout=5).put("greeting", "hello", timeout=10)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdin is not None
+        process.stdin.close()
+    return log
 
 
 @pytest.fixture(scope="session")

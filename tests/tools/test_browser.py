@@ -25,13 +25,18 @@ import pytest
 from rich.console import Console
 
 from tools.raft_testlog_viz import browser as viz_browser
-from tools.raft_testlog_viz.assets import MESSAGE_COLOURS
+from tools.raft_testlog_viz.assets import (
+    MARKER_COLOURS,
+    MESSAGE_COLOURS,
+    asset,
+    colour_rules,
+)
 from tools.raft_testlog_viz.cli import main
 from tools.raft_testlog_viz.cluster import History, LogOp, ServerView, build_history
 from tools.raft_testlog_viz.messages import HEARTBEAT, REPLY, Message
-from tools.raft_testlog_viz.pages import STATE_CLASS, write_site
+from tools.raft_testlog_viz.pages import STATE_CLASS, jumps, opening_row, write_site
 from tools.raft_testlog_viz.parse import RunLog, parse_log
-from tools.raft_testlog_viz.timeline import Timeline, build_timeline
+from tools.raft_testlog_viz.timeline import State, Timeline, build_timeline
 
 if viz_browser.missing() is not None:
     pytest.skip(str(viz_browser.missing()), allow_module_level=True)
@@ -151,9 +156,10 @@ def test_log_text_stays_text_in_a_real_browser(
 # the three columns, and the index of the first log entry shown.
 PANEL = """
 const lines = (column) => Object.fromEntries(
-  Array.from(document.querySelectorAll(column + " .ln[data-s]"))
+  Array.from(document.querySelectorAll(
+    "#cluster " + column + " .ln[data-s]:not(.cutline)"))
     .map((line) => [line.dataset.s, line]));
-const who = lines("#who"), logs = lines("#logs"), peers = lines("#peers");
+const who = lines(".who"), logs = lines(".logs"), peers = lines(".peers");
 return Object.keys(who).map((s) => [Number(s), who[s].textContent,
   Number(logs[s].dataset.first),
   Array.from(logs[s].children).map((box) => [box.textContent, box.className]),
@@ -161,9 +167,26 @@ return Object.keys(who).map((s) => [Number(s), who[s].textContent,
 """
 
 
-def expected_panel(server: int, view: ServerView, first: int) -> list[Any]:
+# Per server with one, the boxes of the entries it just wrote over.
+CUT_LINES = """
+return Object.fromEntries(
+  Array.from(document.querySelectorAll("#cluster .logs .cutline"))
+    .map((line) => [line.dataset.s, Array.from(line.querySelectorAll("i"))
+      .map((box) => [box.textContent, box.className])]));
+"""
+
+
+def expected_panel(
+    server: int,
+    view: ServerView,
+    first: int,
+    committed: list[int | None],
+    cut: int | None,
+) -> list[Any]:
     """What the panel must show for ``server``, from the Python history,
-    if it shows the entries from ``first`` on."""
+    if it shows the entries from ``first`` on, with the terms of the
+    entries known to be committed; ``cut``: where the server just wrote
+    over its entries, if it did."""
     boxes = []
     for k, term in enumerate(view.log):
         if k < first:
@@ -171,9 +194,11 @@ def expected_panel(server: int, view: ServerView, first: int) -> list[Any]:
         if term is None:
             boxes.append(["?", "q"])
             continue
-        done = "u" if k > view.commit_index else "c"
+        done = "c" if k < len(committed) and committed[k] == term else "u"
         if k == view.commit_index:
-            done = "c ci"
+            done += " ci"
+        if cut is not None and k >= cut:
+            done += " n"
         boxes.append([str(term), f"t{term % 10} {done}"])
     peers = " · ".join(
         f"{peer}: {view.next_index[peer]}/{view.match_index[peer]}"
@@ -194,12 +219,30 @@ def check_panel(driver: WebDriver, history: History, row: int) -> None:
         lambda d: d.find_element(By.ID, "at").text.startswith(f"after row {row + 1} ")
     )
     views = history.at(row)
+    committed = history.committed_at(row)
+    cuts = {t.server: t for t in history.truncations if t.row == row}
     shown = driver.execute_script(PANEL)
     # Short logs, here: the panel shows them whole.
     assert [line[2] for line in shown] == [0] * len(history.servers)
     assert shown == [
-        expected_panel(server, views[server], 0) for server in history.servers
+        expected_panel(
+            server,
+            views[server],
+            0,
+            committed,
+            cuts[server].start if server in cuts else None,
+        )
+        for server in history.servers
     ]
+    # Under a server that wrote over entries, the entries it lost.
+    old = driver.execute_script(CUT_LINES)
+    assert old == {
+        str(server): [
+            ["?", "q"] if term is None else [str(term), f"t{term % 10} x"]
+            for term in cut.old
+        ]
+        for server, cut in cuts.items()
+    }
 
 
 SCROLL_TO = """
@@ -391,9 +434,11 @@ def test_hover_and_click_an_arrow(
     toggle("input[data-server='1']")
     assert browser.execute_script(SERVER_LINES) == 2
     toggle("input[data-server='1']")
-    # Without the rpc lines in the table, the arrows stay.
+    # Without the rpc lines in the table, the arrows stay. (The table
+    # shrinks: the page redraws them once the browser has laid out the rows
+    # now in view, a frame or more later.)
     toggle("#rp")
-    assert browser.execute_script(PIXELS, colours)[0] > 0
+    WebDriverWait(browser, 5).until(lambda d: d.execute_script(PIXELS, colours)[0] > 0)
 
 
 def test_the_slider_and_a_row_choose_the_moment(
@@ -402,7 +447,7 @@ def test_the_slider_and_a_row_choose_the_moment(
     page, timeline, history = replace_page
     browser.get(page.url)
     last = len(timeline.rows) - 1
-    check_panel(browser, history, last)
+    check_panel(browser, history, opening_row(timeline))
     # Drag the slider a third of the way: the panel shows the last row at
     # or before the time it points to.
     slider = browser.find_element(By.ID, "slider")
@@ -429,21 +474,223 @@ def test_the_slider_and_a_row_choose_the_moment(
     choose_row(browser, op.row - 1)
     check_panel(browser, history, op.row - 1)
     save_screenshot(browser, tmp_path / "replace-before.png")
+    choose_row(browser, op.row)
+    check_panel(browser, history, op.row)
+    save_screenshot(browser, tmp_path / "replace-after.png")
     # The README's picture: that moment in a smaller window.
     size = browser.get_window_size()
     resize(browser, 1100, 700)
     try:
-        choose_row(browser, op.row - 1)
-        check_panel(browser, history, op.row - 1)
+        choose_row(browser, op.row)
+        check_panel(browser, history, op.row)
         save_screenshot(browser, tmp_path / "viz.png")
     finally:
         resize(browser, size["width"], size["height"])
-    choose_row(browser, op.row)
-    check_panel(browser, history, op.row)
-    save_screenshot(browser, tmp_path / "replace-after.png")
     # The step buttons move one shown row.
     browser.find_element(By.ID, "prev").click()
     check_panel(browser, history, op.row - 1)
+
+
+def moment(driver: WebDriver) -> int:
+    """The row the page shows the cluster after."""
+    found = re.match(r"after row (\d+) of", driver.find_element(By.ID, "at").text)
+    assert found is not None
+    return int(found[1]) - 1
+
+
+def jump(driver: WebDriver, kind: str, step: int) -> bool:
+    """Click a jump button (unless it is disabled); whether it was enabled."""
+    button = driver.find_element(
+        By.CSS_SELECTOR, f"button[data-jump={kind}][data-step='{step}']"
+    )
+    if not button.is_enabled():
+        return False
+    driver.execute_script("arguments[0].click()", button)
+    return True
+
+
+def test_the_page_opens_at_the_first_check_and_jumps_between_moments(
+    browser: WebDriver, replace_page: Any
+) -> None:
+    page, timeline, history = replace_page
+    browser.get(page.url)
+    # Not at the last row, where every server is Dead: at the first check,
+    # where a leader has been found.
+    opening = opening_row(timeline)
+    assert timeline.rows[opening].entry.message.startswith("check_single_leader -> ")
+    assert moment(browser) == opening
+    check_panel(browser, history, opening)
+    assert State.LEADER in timeline.rows[opening].states
+    # Each kind of jump goes through its rows, forward then back, and is
+    # disabled past the last one.
+    rows = jumps(timeline, history)
+    assert all(rows[kind] for kind in ("test", "state", "commit", "cut"))
+    for kind, listed in rows.items():
+        forward = [r for r in listed if r > opening]
+        visited = []
+        while jump(browser, kind, 1):
+            visited.append(moment(browser))
+        assert visited == forward, kind
+        check_panel(browser, history, visited[-1])
+        back = []
+        while jump(browser, kind, -1):
+            back.append(moment(browser))
+        assert back == listed[:-1][::-1], kind
+        # Back to where it started, for the next kind.
+        choose_row(browser, opening)
+    # What each jump finds: the test's lines, state changes, commits and
+    # truncations, as the history tells them.
+    assert rows["test"] == [m.row for m in timeline.markers]
+    assert rows["cut"] == sorted({t.row for t in history.truncations})
+    assert rows["commit"] == sorted({first for first, _ in history.committed})
+
+
+def test_the_log_boxes_show_commands_on_request(
+    browser: WebDriver, replace_page: Any
+) -> None:
+    page, timeline, history = replace_page
+    browser.get(page.url)
+    last_commit = jumps(timeline, history)["commit"][-1]
+    choose_row(browser, last_commit)
+    browser.execute_script("arguments[0].click()", browser.find_element(By.ID, "cmds"))
+    views = history.at(last_commit)
+    for server, _, first, boxes, _ in browser.execute_script(PANEL):
+        log = views[server].log
+        assert [text for text, _ in boxes] == [
+            history.commands[first + k, term] for k, term in enumerate(log[first:])
+        ]
+
+
+# The overview strip's marks of safety violations, and their colour.
+VIOLATION_MARKS = """
+return Array.from(document.querySelectorAll("#overview .mk.k-violation"))
+  .map((mark) => getComputedStyle(mark).backgroundColor);
+"""
+
+
+def test_a_fail_page_says_why_at_the_top(
+    browser: WebDriver, failing_log: str, tmp_path: Path
+) -> None:
+    run = parse_log(failing_log.splitlines())
+    site = write_site(run, tmp_path)
+    (test,) = run.tests
+    timeline = build_timeline(test)
+    history = build_history(timeline)
+    violations = [m for m in timeline.markers if m.kind == "violation"]
+    assert len(violations) >= 2
+    browser.get(site.pages[0].url)
+    why = browser.find_element(By.ID, "why")
+    # At the top, in view without scrolling: the failure and its first
+    # violation.
+    assert why.location["y"] + why.size["height"] < 700
+    assert why.text.startswith("Why it failed\npart3.harness.SafetyViolationError: ")
+    assert "Leader Completeness: server" in why.text
+    assert f"Safety violation, first of {len(violations)}" in why.text
+    assert browser.find_element(By.CSS_SELECTOR, "p.doc").text.startswith(
+        "Figure 8 of the paper, on servers that commit an entry of an earlier"
+    )
+    # Red marks on the strip, one per violation.
+    red = "rgb({}, {}, {})".format(*rgb(MARKER_COLOURS["violation"]))
+    assert browser.execute_script(VIOLATION_MARKS) == [red] * len(violations)
+    save_screenshot(browser, tmp_path / "fail.png")
+    # The link goes to the violation's row: the panel shows that moment.
+    why.find_element(By.CSS_SELECTOR, "a[data-row]").click()
+    assert moment(browser) == violations[0].row
+    check_panel(browser, history, violations[0].row)
+    flashed = browser.find_element(By.CSS_SELECTOR, "tr.flash")
+    assert flashed.get_attribute("id") == f"r{violations[0].row}"
+    assert "VIOLATION Leader Completeness" in flashed.text
+    save_screenshot(browser, tmp_path / "fail-violation.png")
+
+
+def test_the_log_of_a_cluster_run_by_hand_opens_before_the_end(
+    browser: WebDriver, hand_run_log: Path, tmp_path: Path
+) -> None:
+    run = parse_log(hand_run_log.read_text().splitlines())
+    site = write_site(run, tmp_path)
+    timeline = build_timeline(run.tests[0])
+    browser.get(site.pages[0].url)
+    # Ctrl-C stops every service: the page opens at the last moment before.
+    opening = opening_row(timeline)
+    assert set(timeline.rows[-1].states) == {State.DEAD}
+    assert moment(browser) == opening < len(timeline.rows) - 1
+    assert State.DEAD not in timeline.rows[opening].states
+    assert timeline.rows[opening + 1].states.count(State.DEAD) == 1
+    check_panel(browser, build_history(timeline), opening)
+
+
+LIVE_PAGE = """<!doctype html><html><head><meta charset=utf-8>
+<style>{style}</style></head><body><div id=panel></div>
+<script>{script}</script><script>
+// What a live page does: no log, only states it receives.
+const panel = window.panel = window.RaftPanel.create(
+  document.getElementById("panel"), {{
+  servers: [0, 1, 2], hasLog: true,
+  command: (index, term) => "cmd" + index + "/" + term,
+}});
+window.show = (views, hidden) => panel.show({{
+  views: views.map((v) => ({{...v, peers: new Map(v.peers)}})),
+  hidden: new Set(hidden),
+  committed: (index, term) => index < 1 && term === 1,
+}}, true);
+</script></body></html>
+"""
+
+
+def test_the_cluster_panel_shows_states_it_is_given(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    # One panel, one source: panel.js alone, driven without a log.
+    page = tmp_path / "live.html"
+    page.write_text(
+        LIVE_PAGE.format(
+            style=asset("panel.css") + colour_rules(), script=asset("panel.js")
+        ),
+        encoding="utf-8",
+    )
+    browser.get(page.as_uri())
+    browser.execute_script(
+        "window.show(arguments[0], arguments[1])",
+        [
+            {
+                "state": "L",
+                "term": 2,
+                "log": [1, 2],
+                "commit": 0,
+                "peers": [[1, [2, 1]], [2, [1, 0]]],
+                "cut": None,
+            },
+            {
+                "state": "F",
+                "term": 2,
+                "log": [1, 2],
+                "commit": 0,
+                "peers": [],
+                "cut": {"start": 1, "old": [1, 1]},
+            },
+            {
+                "state": "D",
+                "term": 1,
+                "log": [1],
+                "commit": -1,
+                "peers": [],
+                "cut": None,
+            },
+        ],
+        [2],
+    )
+    shown = browser.execute_script(PANEL.replace("#cluster", "#panel"))
+    assert shown == [
+        [0, "0Leadert2 c0", 0, [["1", "t1 c ci"], ["2", "t2 u"]], "1: 2/1 · 2: 1/0"],
+        [1, "1Followert2 c0", 0, [["1", "t1 c ci"], ["2", "t2 u n"]], ""],
+    ]
+    assert browser.execute_script(CUT_LINES.replace("#cluster", "#panel")) == {
+        "1": [["1", "t1 x"], ["1", "t1 x"]]
+    }
+    # Commands instead of terms, for the live page too.
+    browser.execute_script("window.panel.showCommands(true)")
+    boxes = browser.execute_script(PANEL.replace("#cluster", "#panel"))[0][3]
+    assert [text for text, _ in boxes] == ["cmd0/1", "cmd1/2"]
 
 
 def test_the_benchmark_times_pages_in_the_browser(

@@ -55,7 +55,9 @@ def test_two_step_workflow_on_a_real_log(real_log: str, tmp_path: Path) -> None:
         url = (outdir / f"{name}.html").resolve().as_uri()
         row = next(line for line in lines if f" {name} " in line)
         # test, status, duration, servers, entries, page URL
-        assert re.search(rf"{name} +│ PASS +│ +\d+\.\d\ds │ +3 │ +\d+ │ {url} ", row)
+        assert re.search(
+            rf"│ part1 · {name} +│ PASS +│ +\d+\.\d\ds │ +3 │ +\d+ │ {url} ", row
+        )
     index = (outdir / "index.html").resolve()
     assert f"index: {index.as_uri()}" in lines
     assert index.exists()
@@ -78,12 +80,57 @@ def test_a_failed_test_fails_the_run(tmp_path: Path) -> None:
 
 
 def test_no_test_in_the_input_fails_and_writes_nothing(tmp_path: Path) -> None:
-    log = write(tmp_path, "pytest printed this\n12:00:00.000000 [0] unframed\n")
+    # pytest's output without a live log: only a failure's "Captured log",
+    # which repeats lines of a test with no frame to hold them.
+    log = write(
+        tmp_path,
+        "pytest printed this\n"
+        "------------------------------ Captured log call -------------------\n"
+        "12:00:00.000000 [0] becomes Leader; term=1, log=[]\n",
+    )
     status, out = run_cli(str(log), "--outdir", str(tmp_path / "pages"))
     assert status == 1
-    assert "no test in the input" in out
+    assert "no Raft log lines in the input" in out
     assert out.strip().splitlines()[-1] == "FAIL"
     assert not (tmp_path / "pages").exists()
+
+
+def test_the_log_of_a_cluster_run_by_hand_is_one_run(
+    hand_run_log: Path, tmp_path: Path
+) -> None:
+    # As the README says: python -m part4kv -v 2> kv.log, then this.
+    result = run_python(
+        "-m", "tools.raft_testlog_viz", "--outdir", str(tmp_path), str(hand_run_log)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    page = (tmp_path / "kv.log.html").resolve()
+    row = rf"kv\.log +│ LOG +│ +- │ +3 │ +\d+ │ {page.as_uri()} "
+    assert re.search(row, result.stdout)
+    assert lines[-1] == "LOG"
+    html = page.read_text(encoding="utf-8")
+    assert "becomes Leader; term=" in html
+    assert "<em>kv</em> serving HTTP on 127.0.0.1:" in html
+    # raft_check reads the same file as one run too.
+    checked = run_python("-m", "tools.raft_check", str(hand_run_log))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout == (
+        "checked 1 test(s): 0 not ok; 0 of 0 planted bug(s) caught\n"
+    )
+
+
+def test_a_file_that_cannot_be_read_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    for args, path, why in (
+        ([], tmp_path / "nosuchfile", "No such file or directory"),
+        (["--terminal"], tmp_path, "Is a directory"),
+        (["--bench"], tmp_path / "nosuchfile", "No such file or directory"),
+    ):
+        result = run_python("-m", "tools.raft_testlog_viz", *args, str(path))
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert result.stderr == (
+            f"python -m tools.raft_testlog_viz: cannot read {path}: {why}\n"
+        )
 
 
 def test_only_the_named_test(tmp_path: Path) -> None:
@@ -119,7 +166,7 @@ def test_terminal_view_of_a_real_test(real_log: str, tmp_path: Path) -> None:
     assert status == 0
     lines = out.splitlines()
     assert lines[0].startswith("─")
-    assert f"{name} — PASS" in lines[0]
+    assert f" part1 · {name} — PASS " in lines[0]
     assert re.match(r"ms +│TEST +│0 +│1 +│2 +│$", lines[2])
     assert any("│Disconnect " in line for line in lines)
     assert any("becomes Leader; term=" in line for line in lines)

@@ -10,7 +10,7 @@ import pytest
 
 from part3.harness import CHECK_DEADLINE, POLL_INTERVAL, Harness, sleep_ms
 from tests.tools.conftest import PART3_TESTS
-from tools.raft_testlog_viz.cluster import History, LogOp, build_history
+from tools.raft_testlog_viz.cluster import History, LogOp, Truncation, build_history
 from tools.raft_testlog_viz.parse import RunLog, parse_log
 from tools.raft_testlog_viz.timeline import State, Timeline, build_timeline
 
@@ -109,6 +109,24 @@ def test_a_real_run_ends_as_its_servers_did(
             if isinstance(op, LogOp) and op.start < max_log_length(history, i, op.row)
         ]
         assert replaced, f"server {i}'s suffix was never replaced"
+        # ... and these are the truncations, with the "lost" entries' terms.
+        cuts = [t for t in history.truncations if t.server == i]
+        assert [(t.row, t.start) for t in cuts] == [
+            (op.row, op.start) for op in replaced
+        ]
+        for cut in cuts:
+            before = history.at(cut.row - 1)[i].log
+            assert cut.old == tuple(before[cut.start :])
+            assert history.at(cut.row)[i].log[cut.start] != cut.old[0]
+    # What is known to be committed at the end is every server's log up to
+    # the highest commit index; a server's own commit index may lag.
+    last = max(view.commit_index for view in views.values())
+    assert history.committed_at(len(timeline.rows) - 1) == [
+        e.term for e in cms[0].log[: last + 1]
+    ]
+    # And it never shrinks, nor changes an entry: it is known for good.
+    rows = [first for first, _ in history.committed]
+    assert rows == sorted(rows)
 
 
 def max_log_length(history: History, server: int, row: int) -> int:
@@ -204,6 +222,8 @@ def test_a_conflicting_suffix_is_replaced() -> None:
     assert history.at(len(timeline.rows) - 1)[1].log == [1, 2]
     assert history.commands == {(0, 1): "a", (1, 1): "b", (1, 2): "c"}
     assert history.contradictions == []
+    # Server 1's "b" was overwritten by "c"; server 0 only appended.
+    assert history.truncations == [Truncation(12, 1, 1, (1,))]
 
 
 def test_a_restart_keeps_the_log_and_forgets_the_commit_index() -> None:
@@ -226,6 +246,31 @@ def test_a_restart_keeps_the_log_and_forgets_the_commit_index() -> None:
         -1,
     )
     assert history.contradictions == []
+    # The entry is still known to be committed, though no server says so.
+    assert history.committed == [(3, 1)]
+    assert history.committed_at(2) == []
+    assert history.committed_at(7) == [1]
+
+
+def test_an_entry_committed_with_an_unknown_term_learns_it() -> None:
+    leader_log = ", ".join(f"LogEntry(command={k}, term=1)" for k in range(8))
+    hidden = ", ".join(f"LogEntry(command={k}, term=1)" for k in (0, 1, 2))
+    last = ", ".join(f"LogEntry(command={k}, term=1)" for k in (5, 6, 7))
+    _, history = history_of(
+        # A leader of term 4 never logged its log: the follower cannot tell
+        # the terms of the entries its request leaves out.
+        "12:00:00.000000 [1] AppendEntries: AppendEntriesArgs(term=4, leader_id=0, "
+        f"prev_log_index=-1, prev_log_term=-1, entries=[{hidden}, ... 2 more ..., "
+        f"{last}], leader_commit=7)",
+        "12:00:00.000000 [1] ... inserting entries from index 0",
+        "12:00:00.000000 [1] ... setting commitIndex=7",
+        f"12:00:00.001000 [2] becomes Leader; term=5, log=[{leader_log}]",
+        "12:00:00.002000 [2] leader sets commitIndex := 7",
+    )
+    # Committed from the follower's commit on; the leader's log tells the
+    # terms it left unknown.
+    assert history.committed == [(2, 1)] * 8
+    assert history.at(2)[1].log == [1, 1, 1, None, None, 1, 1, 1]
 
 
 def test_what_the_log_does_not_say_is_unknown_and_noted() -> None:

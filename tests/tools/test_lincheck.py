@@ -7,6 +7,7 @@ import json
 import random
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,12 @@ from tools.lincheck import (
     load_history,
     parse_history,
     render_page,
+    view,
 )
 from tools.lincheck.generate import generate, plant_stale_read
 from tools.lincheck.model import kv_apply
-from tools.lincheck.search import CLOCK_EVERY, search
+from tools.lincheck.search import CLOCK_EVERY, SHORTEN_STEPS, search, without_needless
+from tools.lincheck.view import ROW_HEIGHT
 
 
 def verdict(history: list[Record]) -> str:
@@ -285,6 +288,104 @@ def test_an_unknown_outcome_with_the_time_the_client_gave_up() -> None:
     history = unknown_append(["a", "ab"])
     history[1]["return"] = 3
     assert verdict(history) == "ok"
+
+
+def counting(model: Model[Any], calls: list[float]) -> Model[Any]:
+    """``model``, noting in ``calls`` when each of its steps was made."""
+
+    def apply(state: Any, o: Operation) -> tuple[Any, Output]:
+        calls.append(time.monotonic())
+        return model.apply(state, o)
+
+    return Model(model.name, model.ops, model.init, apply, model.partition)
+
+
+def unanswered_puts(n: int, read: str) -> list[Operation]:
+    """``n`` concurrent puts whose answers never came, then a get that
+    read ``read`` while they were all under way."""
+    history = [op(i, "put", i, None, value=f"v{i}") for i in range(n)]
+    history.append(op(n, "get", 0, 2 * n, read))
+    return parse_history(history, KV_MODEL.ops)
+
+
+def shortened_the_slow_way(
+    order: Sequence[Operation], model: Model[Any]
+) -> list[Operation]:
+    """What ``without_needless`` must give, by its definition: from the
+    front, drop each unknown outcome whose removal changes no answer that
+    follows and leaves the same state at the end."""
+    kept = list(order)
+    j = 0
+    while j < len(kept):
+        rest = kept[:j] + kept[j + 1 :]
+        if kept[j].output is None and _replay(rest, model) == _replay(kept, model):
+            kept = rest
+        else:
+            j += 1
+    return kept
+
+
+def _replay(order: Sequence[Operation], model: Model[Any]) -> Any:
+    # The state after ``order``, or None if some answer comes out otherwise.
+    state = model.init
+    for o in order:
+        state, output = model.apply(state, o)
+        if o.output not in (None, output):
+            return None
+    return (state,)
+
+
+def test_the_linearization_keeps_the_unknown_outcomes_it_needs() -> None:
+    for seed in range(40):
+        ops = parse_history(generate(4, 60, 1, unknown=0.3, seed=seed), KV_MODEL.ops)
+        order = search(ops, KV_MODEL).order
+        expected = shortened_the_slow_way(order, KV_MODEL)
+        assert without_needless(order, KV_MODEL) == expected
+
+
+def test_shortening_the_linearization_is_linear() -> None:
+    # The get saw the last put: the search places every put before it,
+    # and all but that one are needless. Deciding so for one put takes a
+    # step or two (the next put overwrites it), whatever comes after.
+    n = 2000
+    ops = unanswered_puts(n, f"v{n - 1}")
+    order = search(ops, KV_MODEL).order
+    assert len(order) == n + 1
+    calls: list[float] = []
+    shortened = without_needless(order, counting(KV_MODEL, calls))
+    assert [o.index for o in shortened] == [n - 1, n]
+    assert len(calls) <= 4 * len(order)
+
+
+def test_shortening_a_long_prefix_does_a_bounded_amount_of_work() -> None:
+    # Unanswered appends: taking one out changes the value for good, and
+    # nothing reads it, so each replay would run to the end. The
+    # shortening makes at most SHORTEN_STEPS model steps per operation
+    # (each replay two) and keeps what it did not get to.
+    n = 1000
+    history = [op(i, "append", i, None, value="a") for i in range(n)]
+    order = parse_history(history, KV_MODEL.ops)
+    calls: list[float] = []
+    shortened = without_needless(order, counting(KV_MODEL, calls))
+    assert shortened == order  # none of them is needless
+    assert len(calls) <= (2 * SHORTEN_STEPS + 1) * n
+
+
+def test_the_timeout_bounds_the_whole_check() -> None:
+    # A get that no order explains, among unanswered appends: the search
+    # cannot finish, and its longest prefix is all the appends. Past the
+    # deadline the checker makes a bounded number of model steps: up to the
+    # search's next look at the clock, and the shortening's bounded work.
+    n = 1500
+    history = [op(i, "append", i * 1e-4, None, value="a") for i in range(n)]
+    history.append(op(n, "get", 0, 10, "nope"))
+    calls: list[float] = []
+    timeout = 0.2
+    start = time.monotonic()
+    result = check(history, counting(KV_MODEL, calls), timeout)
+    assert result.verdict == "unknown"
+    late = sum(when > start + timeout for when in calls)
+    assert late <= 2 * CLOCK_EVERY + (2 * SHORTEN_STEPS + 1) * len(history)
 
 
 # Keys are independent objects.
@@ -574,6 +675,9 @@ DROP = object()
         (with_change(value=5), "'value' must be a string, not a number"),
         (with_change(call="1.0"), "'call' must be a number"),
         (with_change(call=float("nan")), "'call' must be a finite number"),
+        (with_change(call=10**400), "#1 (client 3, put 'x'): 'call' is out of range"),
+        (with_change(**{"return": 1.7e308}), "'return' is out of range"),
+        (with_change(call=-2e12), "'call' is out of range"),
         (with_change(**{"return": 0.5}), "return 0.5 is before its call 1.0"),
         (with_change(output=[]), "'output' must be an object or null"),
         (with_change(output={"found": 1, "value": ""}), "'output.found' must be"),
@@ -668,3 +772,55 @@ def test_the_page_is_self_contained_and_escapes_the_history() -> None:
     assert "&lt;b&gt;k&lt;/b&gt;" in page
     assert "&lt;script&gt;" in page
     assert page.count("<script>") == 1
+
+
+def test_the_page_s_style_and_script_are_view_css_and_view_js() -> None:
+    page = render_page(check(stale_read_history()))
+    package = Path(view.__file__).parent
+    style = (package / "view.css").read_text(encoding="utf-8")
+    script = (package / "view.js").read_text(encoding="utf-8")
+    assert ".op.blocked{" in style
+    assert 'addEventListener("mouseover"' in script
+    assert f"<style>{style}</style>" in page
+    assert f"<script>{script}</script>" in page
+    # Inline, nothing in them may end their element early.
+    assert "</style" not in style
+    assert "</script" not in script
+
+
+def test_the_page_of_a_big_history_takes_time_in_proportion() -> None:
+    # 8,000 clients with one get each, and one client with 8,000 gets that
+    # all overlap (8,000 lanes). Drawing each client's row once, and each
+    # bar in its lane without looking at every lane, takes a fraction of a
+    # second; looking at every operation for each client and every lane for
+    # each bar took some 10 s.
+    n = 8000
+    history = [op(c, "get", 0, 1, None) for c in range(n)]
+    history += [op(n, "get", k / n, 2, None) for k in range(n)]
+    result = check(history)
+    started = time.monotonic()
+    page = render_page(result)
+    assert time.monotonic() - started < 3
+    assert page.count("<div class=row") == n + 1
+    assert f"height:{n * ROW_HEIGHT}px" in page
+
+
+def test_the_messages_say_one_operation_not_one_operations() -> None:
+    one = check([op(0, "get", 0, 1, None)])
+    assert one.explain() == "ok: 1 operation on 1 key (key/value store)"
+    assert "1 operation ·" in render_page(one)
+    assert "(1 operation)" in render_page(one)
+    history = [op(0, "put", 0, 1, None, value="1"), op(1, "get", 2, 3, "2")]
+    failed = check(history)
+    assert failed.explain().splitlines()[:3] == [
+        "not linearizable: 2 operations on 1 key (key/value store)",
+        "key 'x' (2 operations): not linearizable",
+        "  the longest linearizable prefix found has 1 operation; after it the "
+        "key holds '1'",
+    ]
+    assert "found (1 operation), after which" in render_page(failed)
+    undecided = check([op(0, "get", 0, 1, None)], timeout=-1).explain()
+    assert "key 'x' (1 operation): unknown" in undecided
+    assert "after 0 search steps; the longest linearizable prefix found has 0 " in (
+        undecided
+    )

@@ -16,6 +16,7 @@ import pytest
 
 from tests.tools.lincheck_histories import failing_generated_history, op
 from tools.lincheck import check, write_page
+from tools.lincheck.view import ROW_HEIGHT
 
 pytest.importorskip(
     "selenium.webdriver", reason="selenium is not installed (pip install -e .[test])"
@@ -119,3 +120,20 @@ def test_history_text_stays_text_in_a_real_browser(
     tip = browser.find_element(By.ID, "tip").text
     assert "answered: '\\'\"&' (found)" in tip
     assert browser.execute_script("return window.pwned") is None
+
+
+def test_the_time_axis_lines_up_with_the_bars(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    # The first operation is called at 0 ms: its bar starts under the tick
+    # "0". A client's name of several digits stays on one line.
+    history = [op(12345, "put", 0, 1, None, value="1"), op(7, "get", 1, 2, "1")]
+    page = write_page(check(history), tmp_path / "history.html")
+    browser.get(page.as_uri())
+    zero = browser.find_element(By.CSS_SELECTOR, ".axis u")
+    assert zero.text == "0"
+    bar = browser.find_element(By.CSS_SELECTOR, "i[data-op='0']")
+    assert abs(bar.location["x"] - zero.location["x"]) <= 1
+    labels = browser.find_elements(By.CSS_SELECTOR, ".who")
+    assert [el.text for el in labels] == ["client 7", "client 12345"]
+    assert max(el.size["height"] for el in labels) <= ROW_HEIGHT

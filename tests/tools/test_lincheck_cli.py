@@ -5,19 +5,28 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 
-from tests.tools.conftest import run_python
+from tests.tools.conftest import ROOT, run_python
 from tests.tools.lincheck_histories import (
     failing_generated_history,
     op,
     stale_read_history,
 )
-from tools.lincheck.cli import main
+from tools.lincheck.cli import (
+    BAD_INPUT,
+    BROKEN_PIPE,
+    DEFAULT_TIMEOUT,
+    EXIT,
+    INTERNAL_ERROR,
+    main,
+)
 from tools.lincheck.generate import generate
 
 
@@ -71,6 +80,41 @@ def test_the_timeout_gives_unknown_and_exit_3(tmp_path: Path) -> None:
     assert "the timeout ran out" in out
 
 
+def unanswered_appends_and_an_impossible_read(n: int) -> list[dict[str, Any]]:
+    """``n`` appends whose answers never came, of ``n`` different letters,
+    and a get, concurrent with them all, that read what no order of them
+    makes. The search would try each of the n! orders of each subset."""
+    history = [op(i, "append", 0, None, value=chr(97 + i)) for i in range(n)]
+    return [*history, op(n, "get", 0, 1, "nope")]
+
+
+def test_without_timeout_a_pathological_history_ends_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 26 operations and no --timeout: the default timeout (made short here)
+    # ends the search, instead of running on for ever.
+    monkeypatch.setattr("tools.lincheck.cli.DEFAULT_TIMEOUT", 0.5, raising=False)
+    history = write(tmp_path, unanswered_appends_and_an_impossible_read(25))
+    status, out = run(str(history))
+    assert status == 3
+    assert out.startswith("unknown: 26 operations on 1 key")
+
+
+def test_help_states_the_default_timeout(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--help"])
+    assert caught.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {DEFAULT_TIMEOUT:g};" in text
+    assert DEFAULT_TIMEOUT == 60
+
+
+def test_timeout_inf_waits_as_long_as_it_takes(tmp_path: Path) -> None:
+    status, out = run(str(write(tmp_path, stale_read_history())), "--timeout", "inf")
+    assert status == 1
+    assert out.startswith("not linearizable")
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -104,6 +148,98 @@ def test_bad_input_exits_2_naming_the_operation_without_a_traceback(
     output = result.stdout + result.stderr
     assert message in " ".join(output.split()), output
     assert "Traceback" not in output
+
+
+def one_get(call: str, ret: str) -> str:
+    """A history of one get, as JSON text with the times written as given."""
+    return (
+        f'[{{"client": 0, "op": "get", "key": "x", "call": {call}, '
+        f'"return": {ret}, "output": {{"found": false, "value": ""}}}}]'
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "html", "message"),
+    [
+        ("[" * 100_000, False, "is not a history: its JSON is nested too deeply"),
+        (one_get("1" * 5000, "null"), False, "a number with more than 4300 digits"),
+        (
+            one_get("1" + "0" * 400, "null"),
+            False,
+            "operation #0 (client 0, get 'x'): 'call' is out of range",
+        ),
+        (
+            one_get("-1.7e308", "1.7e308"),
+            True,
+            "operation #0 (client 0, get 'x'): 'call' is out of range",
+        ),
+    ],
+    ids=["deep", "5000-digits", "huge-int", "huge-span-html"],
+)
+def test_input_that_used_to_crash_exits_2_with_one_line(
+    tmp_path: Path, content: str, html: bool, message: str
+) -> None:
+    history = write(tmp_path, content)
+    args = ["--html", str(tmp_path / "view.html")] if html else []
+    result = run_python("-m", "tools.lincheck", str(history), *args, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    [line] = output.splitlines()
+    assert line.startswith("bad input: ")
+    assert message in line
+    assert not (tmp_path / "view.html").exists()
+
+
+def test_an_unexpected_error_is_no_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug in the checker must not pass for a verdict: no verdict printed,
+    # and a status that is none of a verdict's.
+    def broken(*args: Any) -> Path:
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr("tools.lincheck.cli.write_page", broken)
+    history = write(tmp_path, generate(3, 30, 1, seed=1))
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    status, out = run(str(history), "--html", str(tmp_path / "view.html"))
+    assert status == INTERNAL_ERROR
+    assert status not in EXIT.values()
+    assert status != BAD_INPUT
+    assert out == ""
+    assert "ZeroDivisionError: float division by zero" in err.getvalue()
+    assert "a bug in lincheck" in err.getvalue()
+
+
+def test_a_reader_that_goes_away_is_no_verdict(tmp_path: Path) -> None:
+    # "python -m tools.lincheck h.json | head -1": the explanation of 3,000
+    # undecided keys fills the pipe, and head goes away after one line.
+    # rich's console would exit with 1, "not linearizable".
+    history = [op(0, "get", k, k + 1, None, key=f"k{k}") for k in range(3000)]
+    path = write(tmp_path, history)
+    command = [sys.executable, "-m", "tools.lincheck", str(path), "--timeout", "1e-9"]
+    with subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout.readline().startswith("unknown: 3000 operations")
+        process.stdout.close()
+        errors = process.stderr.read()
+        assert process.wait(timeout=60) == BROKEN_PIPE
+    assert errors == ""
+
+
+def test_ctrl_c_exits_130_without_a_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tools.lincheck.cli.check_operations", interrupted)
+    status, out = run(str(write(tmp_path, generate(3, 30, 1, seed=1))))
+    assert status == 130
+    assert out == "interrupted\n"
 
 
 def test_a_missing_file_exits_2(tmp_path: Path) -> None:

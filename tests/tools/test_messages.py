@@ -99,11 +99,30 @@ def test_every_rpc_of_real_part1_runs_is_paired(real_run: RunLog) -> None:
 def test_every_rpc_of_real_part3_runs_is_paired(part3_run: RunLog) -> None:
     assert [t.name for t in part3_run.tests] == PART3_TESTS
     seen = check_real_trace(part3_run)
-    # The tests cut links, and drop calls and replies on purpose.
+    # The tests cut links, and drop replies on purpose. (Whether
+    # test_commit_after_call_drops drops a call depends on whether the
+    # leader's first heartbeats leave before its drop_calls_after_n(2): the
+    # next test makes sure of a dropped call.)
     assert seen["reply"] > 0
     assert seen["not connected"] > 0
     assert seen["reply dropped"] > 0  # drop_replies
-    assert seen["not delivered"] > 0  # drop_calls_after_n
+
+
+def test_every_rpc_of_a_leader_whose_calls_are_dropped_is_paired(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # part3's drop_calls_after_n(0): the leader's calls never leave, until
+    # they may again.
+    monkeypatch.delenv("RAFT_UNRELIABLE_RPC", raising=False)
+    with Harness(3) as h:
+        leader, _ = h.check_single_leader()
+        h.peer_drop_calls_after_n(leader, 0)
+        h.submit_to_server(leader, 1)
+        h.wait_until(lambda: " dropped" in caplog.text, "a call is dropped")
+        h.peer_dont_drop_calls(leader)
+    run = parse_log(["=== RUN test_x", *caplog.text.splitlines(), "--- PASS: test_x"])
+    seen = check_real_trace(run)
+    assert seen["not delivered"] > 0
 
 
 def test_every_rpc_of_a_cluster_on_an_unreliable_network_is_paired(
@@ -155,7 +174,7 @@ def test_a_reply_after_the_frame_ends_leaves_the_message_in_flight() -> None:
     )
     (m,) = build_timeline(run.tests[0]).messages.messages
     assert (m.deliver_row, m.end_row, m.outcome) == (1, -1, "")
-    assert run.outside_lines == 1
+    assert [e.message for e in run.tests[0].late] == [REPLIED.split("] ")[1]]
 
 
 def test_interleaved_tests_pair_only_their_own_lines() -> None:

@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from tools.raft_testlog_viz.assets import asset
 from tools.raft_testlog_viz.cluster import build_history
 from tools.raft_testlog_viz.pages import (
     CHUNK_ROWS,
@@ -105,7 +106,9 @@ def test_real_site_has_a_page_per_test_and_an_index(
         assert page.path.exists()
         assert page.url == page.path.as_uri()
         assert f"href='{page.path.name}'" in index
-        assert f">{page.test.name}</a>" in index
+        # The stage is the test's folder: pages of two stages differ.
+        assert f"><span class=stage>part1 ·</span> {page.test.name}</a>" in index
+    assert "<title>Raft test run (part1) — PASS</title>" in index
     assert "<span class='status PASS'>PASS</span></h1>" in index
     assert index.count("<span class='status PASS'>PASS</span><td>") == 2
 
@@ -115,7 +118,8 @@ def test_real_page_rows_columns_and_colours(real_run: RunLog) -> None:
     timeline = build_timeline(test)
     html = render_page(timeline)
     page = read_page(html)
-    assert f"<title>{test.name} — PASS</title>" in html
+    assert f"<title>part1 · {test.name} — PASS</title>" in html
+    assert f"<h1><span class=stage>part1 ·</span> {test.name} <span" in html
     assert page.heads == ["ms", "TEST", "0", "1", "2"]
     assert len(page.rows) == len(test.entries)
     assert page.lanes == ["lane0", "lane1", "lane2"]
@@ -161,7 +165,8 @@ def test_page_is_self_contained(real_run: RunLog) -> None:
     assert not re.search(r"\b(src|href)\s*=\s*['\"]?(https?:)?//", html)
     for outside in ("<link", "@import", "url(", "@font-face", "<script src"):
         assert outside not in html
-    assert html.count("<script>") == 1
+    # The page's own scripts: the cluster panel's and the page's.
+    assert html.count("<script>") == 2
 
 
 def test_log_text_is_escaped() -> None:
@@ -283,7 +288,7 @@ def test_page_data_is_escaped_inside_its_script_tag() -> None:
     assert found is not None
     assert not set("<>&") & set(found[1])
     assert page_data(html)["cmds"] == {"0:1": nasty}
-    assert html.count("<script>") == 1
+    assert html.count("<script>") == 2
 
 
 def test_key_value_lines_on_a_page() -> None:
@@ -307,3 +312,158 @@ def test_a_part1_page_shows_no_log() -> None:
     data = page_data(render_page(build_timeline(test)))
     assert data["hasLog"] is False
     assert data["ops"] == [[[0, "s", "C", 1], [1, "s", "L", 1]]]
+
+
+CONFLICT = (
+    "12:00:00.000000 [1] becomes Leader; term=1, log=[]",
+    "12:00:00.000100 [1] Submit received by Leader: a",
+    "12:00:00.000100 [1] ... log index=0",
+    "12:00:00.000300 [0] AppendEntries: AppendEntriesArgs(term=2, leader_id=2, "
+    "prev_log_index=-1, prev_log_term=-1, entries=[LogEntry(command='b', "
+    "term=2)], leader_commit=0)",
+    "12:00:00.000300 [0] ... inserting entries from index 0",
+    "12:00:00.000300 [0] ... setting commitIndex=0",
+    "12:00:00.000400 [1] AppendEntries: AppendEntriesArgs(term=2, leader_id=2, "
+    "prev_log_index=-1, prev_log_term=-1, entries=[LogEntry(command='b', "
+    "term=2)], leader_commit=0)",
+    "12:00:00.000400 [1] ... inserting entries from index 0",
+)
+
+
+def test_a_page_says_what_the_test_checked_and_links_to_it() -> None:
+    test = one_test(
+        "12:00:00.000000 [TEST] New cluster of 3 servers",
+        "12:00:00.100000 [0] becomes Leader; term=1, log=[]",
+        "12:00:00.200000 [TEST] check_single_leader -> 0 (term 1)",
+        "12:00:00.300000 [TEST] Disconnect 0",
+        "12:00:00.400000 [TEST] wait_until('a <new> leader'): ok",
+        "12:00:00.500000 [TEST] collect_commits(1) got CommitEntry(command=1, "
+        "index=0, term=2)",
+    )
+    html = render_page(build_timeline(test))
+    assert (
+        "<details class=checks open><summary>What it checked: 2 checks, 0 failed"
+        in html
+    )
+    assert (
+        "<li><a href=#r2 data-row=2>200.000 ms</a> "
+        "<code>check_single_leader -&gt; 0 (term 1)</code>"
+    ) in html
+    assert "<code>wait_until('a &lt;new&gt; leader'): ok</code>" in html
+    assert "<tr class=sT id=r2>" in html
+    assert "<tr class=sT id=r4>" in html
+    # The checks are marks of their own; a delivery is no action.
+    marks = re.findall(r"<i class='mk k-(\w+)'", html)
+    assert marks == ["other", "check", "disconnect", "check"]
+    data = page_data(html)
+    # The page opens at the first check (the first fault, else action).
+    assert data["open"] == 2
+    assert data["jumps"]["test"] == [0, 2, 3, 4]
+    assert "id=why" not in html
+
+
+def test_a_failed_test_says_why_and_links_to_its_first_violation() -> None:
+    test = one_test(
+        "12:00:00.000000 [0] becomes Leader; term=1, log=[]",
+        "12:00:00.100000 [TEST] VIOLATION Election Safety: servers 0 and 1 both "
+        "became leader in term 1",
+        "12:00:00.200000 [TEST] check failed: no <single> leader",
+        "12:00:00.300000 [TEST] VIOLATION Delivery order: twice",
+        status="FAIL",
+    )
+    test.reason = "AssertionError: no <single> leader"
+    html = render_page(build_timeline(test))
+    why = html.split("<div id=why>")[1].split("</div>")[0]
+    assert why.startswith("<b>Why it failed</b><pre>AssertionError: no &lt;single&gt;")
+    assert (
+        "<p>Safety violation, first of 2 (marked red on the strip): "
+        "<a href=#r1 data-row=1>100.000 ms</a> <code>VIOLATION Election Safety: "
+    ) in why
+    assert "<p>Failed check: <a href=#r2 data-row=2>200.000 ms</a>" in why
+    assert "<tr class='sT bad' id=r1>" in html
+    assert "<tr class='sT bad'>" in html  # the second violation: no link
+    guides = html.split("<div id=guides>")[1].split("</div>")[0]
+    assert re.findall(r"k-(\w+)", guides) == ["violation", "failed", "violation"]
+    assert page_data(html)["open"] == 1
+
+
+def test_why_a_test_failed_when_the_log_does_not_say() -> None:
+    failed = render_page(build_timeline(one_test(status="FAIL")))
+    assert "<p>The log does not say (pytest prints it under FAILURES).</p>" in failed
+    cut_off = parse_log(["=== RUN test_a", "12:00:00.000000 [0] hello"]).tests[0]
+    assert "<p>The log ends before the test does.</p>" in render_page(
+        build_timeline(cut_off)
+    )
+
+
+def test_a_planted_bug_s_violations_are_shown_as_expected() -> None:
+    test = one_test(
+        "12:00:00.000000 [TEST] planted bug: votes twice",
+        "12:00:00.100000 [TEST] VIOLATION Election Safety: servers 0 and 1 both "
+        "became leader in term 1",
+    )
+    why = render_page(build_timeline(test)).split("<div id=why>")[1]
+    assert why.startswith("<b>Safety violations (expected: the test plants a bug)</b>")
+
+
+def test_a_truncation_is_marked_in_the_table_and_on_the_strip() -> None:
+    timeline = build_timeline(one_test(*CONFLICT))
+    history = build_history(timeline)
+    html = render_page(timeline, history)
+    assert [(t.row, t.server, t.start) for t in history.truncations] == [(7, 1, 0)]
+    assert "<tr class='s1 cut'>" in html
+    assert html.count(" cut'>") == 1
+    lane = html.split("id=lane1>")[1].split("</div></div>")[0]
+    assert "title='0.4 ms: server 1 wrote over its entries from index 0 on'" in lane
+    data = page_data(html)
+    assert data["jumps"]["cut"] == [7]
+    # Server 0's commit makes index 0, of term 2, known to be committed.
+    assert data["committed"] == [[5, 2]]
+    assert data["jumps"]["commit"] == [5]
+    assert data["jumps"]["state"] == []
+
+
+def test_the_frames_id_gives_the_stage_on_the_page_and_the_index(
+    tmp_path: Path,
+) -> None:
+    run = parse_log(
+        [
+            "=== RUN test_a",
+            "    tests/part2/test_raft.py::test_a",
+            "12:00:00.000000 [0] becomes Leader; term=1, log=[]",
+            "--- PASS: test_a (0.10s)",
+            "=== RUN test_a",
+            "    tests/part3/test_raft.py::test_a",
+            "--- PASS: test_a (0.10s)",
+        ]
+    )
+    site = write_site(run, tmp_path)
+    first, second = (page.path.read_text() for page in site.pages)
+    assert "<title>part2 · test_a — PASS</title>" in first
+    assert "<title>part3 · test_a — PASS</title>" in second
+    index = site.index.read_text()
+    assert "<title>Raft test run (part2, part3) — PASS</title>" in index
+    assert index.count("<span class=stage>") == 2
+
+
+def test_the_page_s_scripts_and_style_come_from_the_package_s_files() -> None:
+    html = render_page(build_timeline(one_test("12:00:00.000000 [0] hi")))
+    for name in ("panel.js", "page.js", "page.css", "panel.css"):
+        text = asset(name)
+        assert len(text) > 1000
+        assert text in html
+        # Inline, nothing in them may end their element early.
+        assert "</script" not in text
+        assert "</style" not in text
+
+
+def test_a_log_without_test_lines_opens_before_its_servers_stop() -> None:
+    test = one_test(
+        "12:00:00.000000 [0] becomes Leader; term=1, log=[]",
+        "12:00:00.100000 [1] becomes Dead",  # crashed by hand
+        "12:00:00.200000 [1] becomes Follower; term=1",  # and back
+        "12:00:00.300000 [0] leader sends heartbeats",
+        "12:00:00.400000 [0] becomes Dead",  # Ctrl-C: all of them stop
+        "12:00:00.400100 [1] becomes Dead",
+    )
+    assert page_data(render_page(build_timeline(test)))["open"] == 3

@@ -11,6 +11,7 @@ from tests.tools.conftest import REAL_TESTS
 from tools.raft_testlog_viz.parse import (
     MAX_REPORTED,
     UNFINISHED,
+    UNFRAMED,
     RunLog,
     parse_log,
     skipped_report,
@@ -55,8 +56,10 @@ def test_real_log_sources_and_times(real_run: RunLog) -> None:
     assert basic.servers == [0, 1, 2]
     assert disconnect.servers == [0, 1, 2]
     test_lines = [e.message for e in disconnect.entries if e.server is None]
-    assert len(test_lines) == 1
-    assert re.fullmatch(r"Disconnect [012]", test_lines[0])
+    assert len(test_lines) == 3
+    assert re.fullmatch(r"check_single_leader -> [012] \(term \d+\)", test_lines[0])
+    assert re.fullmatch(r"Disconnect [012]", test_lines[1])
+    assert test_lines[2].startswith("check_single_leader -> ")
     for test in real_run.tests:
         # Entries keep the log's order; each one's time is the one printed.
         # (How far apart threads log their lines depends on the machine's
@@ -96,11 +99,11 @@ def test_unrelated_output_between_and_inside_frames_is_ignored() -> None:
         (None, "Disconnect 0"),
     ]
     assert test.malformed == []
-    assert run.outside_lines == 2
-    assert skipped_report(run) == [
-        "ignored 2 log lines outside any test's frame "
-        '(such as pytest\'s "Captured log" of a failed test)'
-    ]
+    # The line before the first frame is ignored; the one after the frame
+    # is the test's late line, which is no fault of the log.
+    assert run.outside_lines == 1
+    assert [e.message for e in test.late] == ["a thread logging after its test ended"]
+    assert skipped_report(run) == []
 
 
 def test_failed_skipped_and_unfinished_tests() -> None:
@@ -134,9 +137,73 @@ def test_a_test_with_no_raft_lines() -> None:
 
 
 def test_a_log_with_no_test_fails() -> None:
-    run = log("12:00:00.000000 [0] hello", "nothing framed here")
+    run = log("nothing framed here", "12:00 is no log line")
     assert run.tests == []
     assert run.failed
+
+
+def test_a_log_without_frames_is_one_run() -> None:
+    # The log of a cluster run by hand: no test, no verdict.
+    run = parse_log(
+        [
+            "12:00:00.000000 [0] becomes Leader; term=1, log=[]",
+            "some other output",
+            "12:00:00.100000 [kv 0] serving HTTP on 127.0.0.1:8000",
+            "12:00:00.200000 [x] malformed",
+        ],
+        unframed_name="kv.log",
+    )
+    (test,) = run.tests
+    assert (test.name, test.status, test.failed) == ("kv.log", UNFRAMED, False)
+    assert [e.lineno for e in test.entries] == [1, 3]
+    assert [m.lineno for m in test.malformed] == [4]
+    assert not run.failed
+
+
+def test_the_frames_give_the_test_id_docstring_and_why_it_failed() -> None:
+    run = log(
+        "=== RUN test_a",
+        "    tests/part1/test_raft.py::test_a",
+        "    A leader is elected.",
+        "    ",
+        "    Then another.",
+        "12:00:00.000000 [0] becomes Leader; term=1",
+        "    an indented line inside the frame is not the docstring",
+        "--- FAIL: test_a (0.20s)",
+        "    tests/part1/test_raft.py:12: AssertionError: no leader",
+        "    leaders by term: {}",
+        "",
+        "    not part of it: a line came between",
+        "=== RUN test_b",
+        "12:00:01.000000 [0] no id, no docstring",
+        "--- PASS: test_b (0.10s)",
+    )
+    a, b = run.tests
+    assert a.node_id == "tests/part1/test_raft.py::test_a"
+    assert (a.stage, a.title) == ("part1", "part1 · test_a")
+    assert a.doc == "A leader is elected.\n\nThen another."
+    assert a.reason == (
+        "tests/part1/test_raft.py:12: AssertionError: no leader\nleaders by term: {}"
+    )
+    assert len(a.entries) == 1
+    assert (b.node_id, b.stage, b.title, b.doc, b.reason) == ("", "", "test_b", "", "")
+
+
+def test_captured_log_sections_repeat_lines_and_are_ignored() -> None:
+    run = log(
+        "=== RUN test_a",
+        "12:00:00.000000 [0] becomes Leader; term=1",
+        "--- FAIL: test_a (0.20s)",
+        "12:00:00.300000 [1] late",
+        "=================================== FAILURES ===================",
+        "____________________________ test_a ____________________________",
+        "------------------------------ Captured log call ---------------",
+        "12:00:00.000000 [0] becomes Leader; term=1",
+    )
+    (test,) = run.tests
+    assert [e.message for e in test.late] == ["late"]
+    assert run.outside_lines == 0
+    assert skipped_report(run) == []
 
 
 def test_malformed_lines_are_skipped_counted_and_reported() -> None:
@@ -265,3 +332,31 @@ def test_a_line_glued_to_pytests_progress_is_read() -> None:
         (4, 1, "rpc 0.2 deliver AppendEntries"),
     ]
     assert test.malformed == []
+
+
+def test_the_harness_logs_what_it_checked(real_run: RunLog, part3_run: RunLog) -> None:
+    # part1: each check names the leader it found, which became leader in
+    # that term before the check.
+    for test in real_run.tests:
+        checks = [
+            (k, re.fullmatch(r"check_single_leader -> (\d) \(term (\d+)\)", e.message))
+            for k, e in enumerate(test.entries)
+            if e.server is None and e.message.startswith("check_")
+        ]
+        assert checks
+        for k, check in checks:
+            assert check is not None
+            won = f"becomes Leader; term={check[2]}"
+            assert any(
+                e.server == int(check[1]) and e.message.startswith(won)
+                for e in test.entries[:k]
+            )
+    # part3: the checks of commands say where they found them.
+    test = next(t for t in part3_run.tests if t.name == "test_commit_multiple_commands")
+    checked = [e.message for e in test.entries if e.message.startswith("check_commit")]
+    assert [re.sub(r"\d+$", "I", c) for c in checked] == [
+        f"check_committed({v}) -> 3 servers, index I" for v in (42, 55, 81)
+    ]
+    crash = next(t for t in part3_run.tests if t.name == "test_crash_after_submit")
+    checked = [e.message for e in crash.entries if e.message.startswith("check_not")]
+    assert checked == ["check_not_committed(5): ok"] * 2

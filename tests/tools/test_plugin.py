@@ -20,6 +20,9 @@ log = logging.getLogger("raft")
 
 
 def test_pass():
+    '''A leader is <em>elected</em>.
+
+    In one term.'''
     log.debug("[0] becomes Candidate (currentTerm=1)")
     log.debug("[TEST] <script>window.pwned = 1</script>")
     log.debug("[0] becomes Leader; term=1")
@@ -68,7 +71,7 @@ def test_one_command_on_a_real_test(tmp_path: Path) -> None:
         f"index: {(outdir / 'index.html').as_uri()}",
     ]
     html = page.read_text(encoding="utf-8")
-    assert "<title>test_election_basic — PASS</title>" in html
+    assert "<title>part1 · test_election_basic — PASS</title>" in html
     assert "becomes Leader; term=" in html
     assert "<th>0<th>1<th>2</table>" in html
 
@@ -101,10 +104,16 @@ def test_statuses_escaping_and_a_test_without_raft_lines(
     )
     passed = (outdir / "test_pass.html").read_text(encoding="utf-8")
     assert "&lt;script&gt;window.pwned = 1&lt;/script&gt;" in passed
+    # The frames bring each test's id and docstring, and why one failed.
+    assert (
+        "<p class=doc>A leader is &lt;em&gt;elected&lt;/em&gt;.\n\nIn one term.</p>"
+        in passed
+    )
     assert "<th>0</table>" in passed
     assert passed.count("<tr class=") == 3
     failed = (outdir / "test_fail.html").read_text(encoding="utf-8")
     assert "<title>test_fail — FAIL</title>" in failed
+    assert "<pre>AssertionError: no leader\nassert False</pre>" in failed
     assert "becomes Candidate (currentTerm=2)" in failed
     # A message's second line is not a line of its own, nor malformed.
     assert failed.count("<tr class=") == 1
@@ -118,6 +127,60 @@ def test_statuses_escaping_and_a_test_without_raft_lines(
     # The session left logging as it found it.
     assert root.handlers == handlers
     assert root.level == level
+
+
+LATE = """
+import logging
+
+log = logging.getLogger("raft")
+
+
+def test_first():
+    log.debug("[0] becomes Leader; term=1")
+
+
+def test_next():
+    log.debug("[1] becomes Follower; term=1")
+"""
+
+LATE_CONFTEST = """
+import logging
+
+
+def pytest_collection_modifyitems(items):
+    # Before any test's frame, as a test module that runs a cluster while
+    # pytest collects it (to count a scenario's cases, say) would.
+    logging.getLogger("raft").debug("[0] becomes Leader; term=1")
+
+
+def pytest_runtest_logfinish(nodeid):
+    # After the test's frame closed, as a server's thread that finishes
+    # its work late would.
+    if nodeid.endswith("test_first"):
+        logging.getLogger("raft").debug(
+            "[0] rpc 0.1 reply from 1: AppendEntriesReply(term=1)"
+        )
+"""
+
+
+@pytest.mark.usefixtures("only_this_plugin")
+def test_lines_logged_after_their_test_ended_are_no_failure(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile(test_late=LATE)
+    pytester.makeconftest(LATE_CONFTEST)
+    outdir = tmp_path / "pages"
+    result = pytester.runpytest("-p", PLUGIN, f"--raft-viz={outdir}")
+    result.assert_outcomes(passed=2)
+    # The section ends with the index: nothing hints at a failure.
+    output = result.stdout.str().splitlines()
+    index = next(n for n, line in enumerate(output) if line.startswith("index: "))
+    assert "passed" in output[index + 1]
+    page = (outdir / "test_first.html").read_text(encoding="utf-8")
+    assert "1 line was logged after the test ended" in page
+    assert "[0] rpc 0.1 reply from 1: AppendEntriesReply(term=1)</code>" in page
+    assert "AppendEntriesReply" not in page.split("<details>")[0]
+    assert "after the test ended" not in (outdir / "test_next.html").read_text()
 
 
 @pytest.mark.usefixtures("only_this_plugin")

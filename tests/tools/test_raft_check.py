@@ -10,6 +10,7 @@ import pytest
 from tests.tools.conftest import run_python
 from tools.raft_check import PLANTED_BUG, Violation, check_lines, check_log
 from tools.raft_check.cli import main, run_checks
+from tools.raft_testlog_viz.parse import parse_log
 
 
 def lines(*messages: str) -> list[str]:
@@ -96,7 +97,7 @@ def test_a_later_leader_lacking_a_committed_entry() -> None:
         leader(2, 3, ("9", 3)),
     ) == [
         "line 3: Leader Completeness: server 1 became leader in term 2 with "
-        "nothing at index 0, but command 5 of term 1 was committed there "
+        "no entry at index 0, but command 5 of term 1 was committed there "
         "(delivered by server 0 on line 2, when the latest leader's term was 1)",
         "line 4: Leader Completeness: server 2 became leader in term 3 with "
         "command 9 of term 3 at index 0, but command 5 of term 1 was committed "
@@ -180,7 +181,7 @@ def test_a_planted_bug_is_ok_only_if_caught() -> None:
 def report(log: list[str], show_all: bool = False) -> tuple[int, str]:
     """Run the command line's checks on a log: exit status and output."""
     out = io.StringIO()
-    status = run_checks(log, show_all, out)
+    status = run_checks(parse_log(log), show_all, out)
     return status, out.getvalue()
 
 
@@ -232,7 +233,7 @@ def test_cli_lists_ten_violations_unless_asked_for_all() -> None:
 def test_cli_checks_an_unframed_log_as_one_test() -> None:
     status, output = report(lines(leader(0, 1), leader(1, 1)))
     assert status == 1
-    assert output.startswith("(unframed log): 1 violation(s)\n  line 2: ")
+    assert output.startswith("unframed log: 1 violation(s)\n  line 2: ")
 
 
 def test_cli_without_log_lines() -> None:
@@ -244,6 +245,20 @@ def test_cli_reads_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     log.write_text("\n".join(framed("test_x", lines(leader(0, 1)))) + "\n")
     assert main([str(log)]) == 0
     assert "checked 1 test(s)" in capsys.readouterr().out
+
+
+def test_a_file_that_cannot_be_read_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # 1 would mean "a violation was found".
+    for path, why in (
+        (tmp_path / "nosuchfile", "No such file or directory"),
+        (tmp_path, "Is a directory"),
+    ):
+        result = run_python("-m", "tools.raft_check", str(path))
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert result.stderr == (
+            f"python -m tools.raft_check: cannot read {path}: {why}\n"
+        )
 
 
 def test_python_m_reads_standard_input() -> None:

@@ -35,9 +35,11 @@ from the command line, and draws the history.
 * ``history``: the JSON format, read and checked (``HistoryError``);
 * ``model``: the sequential specifications (``KV_MODEL``; adding one);
 * ``search``: the search for one key; ``check``: a whole history;
-* ``view``: the HTML picture; ``harness``: ``assert_linearizable`` for
+* ``view``: the HTML picture, with the style and script of the package's
+  ``view.css`` and ``view.js``; ``harness``: ``assert_linearizable`` for
   tests; ``generate``: made-up histories; ``bench``: how fast it is;
-* ``cli``: ``python -m tools.lincheck``.
+* ``cli``: ``python -m tools.lincheck``; ``pytest_plugin``: ``pytest
+  --lincheck-histories=DIR`` saves the kv tests' histories.
 """
 
 from tools.lincheck.check import PartResult, Result, check, check_operations

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .history import Operation, Output, describe_output, parse_history
+from .history import Operation, Output, counted, describe_output, parse_history
 from .model import KV_MODEL, Model, State
 from .search import Verdict, blocked, search, without_needless
 
@@ -63,16 +63,18 @@ class PartResult:
 
     def explain(self) -> str:
         """Why this part failed (or ran out of time), for a reader."""
-        lines = [f"key {self.key!r} ({len(self.ops)} operations): {self.verdict}"]
+        ops = counted(len(self.ops), "operation")
+        lines = [f"key {self.key!r} ({ops}): {self.verdict}"]
+        prefix = counted(len(self.order), "operation")
         if self.verdict == "unknown":
             lines.append(
-                f"  the timeout ran out after {self.steps} search steps; the "
-                f"longest linearizable prefix found has {len(self.order)} operations"
+                f"  the timeout ran out after {counted(self.steps, 'search step')}; "
+                f"the longest linearizable prefix found has {prefix}"
             )
             return "\n".join(lines)
         lines.append(
-            f"  the longest linearizable prefix found has {len(self.order)} "
-            f"operations; after it the key holds {self.state}"
+            f"  the longest linearizable prefix found has {prefix}; after it "
+            f"the key holds {self.state}"
         )
         if self.order:
             shown = self.order[-SHOWN_PREFIX:]
@@ -114,10 +116,9 @@ class Result:
 
     def explain(self) -> str:
         """The verdict, and for each failed part why, for a reader."""
-        keys = len(self.parts)
         head = (
-            f"{self.verdict}: {len(self.history)} operations on {keys} "
-            f"key{'s' if keys != 1 else ''} ({self.model})"
+            f"{self.verdict}: {counted(len(self.history), 'operation')} on "
+            f"{counted(len(self.parts), 'key')} ({self.model})"
         )
         bad = [p for p in self.failures if p.verdict == "not linearizable"]
         undecided = [p for p in self.failures if p.verdict == "unknown"]

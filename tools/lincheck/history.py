@@ -5,11 +5,12 @@ A history is a JSON list with one object per operation a client made::
     {"client": 0, "op": "put", "key": "x", "value": "1", "compare_value": "",
      "call": 0.10, "return": 0.25, "output": {"found": false, "value": ""}}
 
-``call`` and ``return`` are seconds on one clock shared by every client.
-``output`` is what the operation answered: ``value`` is the value read (get)
-or the value the key held just before the operation (put, cas, append), and
-``found`` says whether the key existed. ``value`` and ``compare_value`` may
-be left out where the operation does not use them (they are ``""`` then).
+``call`` and ``return`` are seconds on one clock shared by every client
+(within ``MAX_TIME`` of 0). ``output`` is what the operation answered:
+``value`` is the value read (get) or the value the key held just before the
+operation (put, cas, append), and ``found`` says whether the key existed.
+``value`` and ``compare_value`` may be left out where the operation does
+not use them (they are ``""`` then).
 
 An operation whose answer never came has ``"output": null``: its outcome is
 unknown, it may have taken effect at any time after its call, or never.
@@ -26,10 +27,16 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+MAX_TIME = 1e12
+"""The largest ``call`` or ``return`` a history may hold, either side of 0.
+Beyond it a time is surely not seconds (nanoseconds, perhaps), and the
+distance between two times could overflow a float."""
 
 Output = tuple[str, bool]
 """What an operation answered: ``(value, found)``, as the data store returns."""
@@ -86,6 +93,11 @@ class Operation:
         )
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and the noun, singular for one: ``1 operation``, ``2 operations``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def describe_output(output: Output) -> str:
     """An answer as the messages show it: ``'v' (found)`` or ``'' (not found)``."""
     value, found = output
@@ -130,6 +142,16 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise HistoryError(f"{path} is not valid JSON: {error}") from error
+    except RecursionError:
+        raise HistoryError(
+            f"{path} is not a history: its JSON is nested too deeply"
+        ) from None
+    except ValueError:
+        # Python refuses to read integers of more digits than this.
+        raise HistoryError(
+            f"{path} is not a history: it holds a number with more than "
+            f"{sys.get_int_max_str_digits()} digits"
+        ) from None
 
 
 class _OperationError(Exception):
@@ -200,8 +222,13 @@ def _time(record: Mapping[str, Any], name: str) -> float:
     value = record[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _OperationError(f"{name!r} must be a number of seconds")
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         raise _OperationError(f"{name!r} must be a finite number")
+    if abs(value) > MAX_TIME:  # exact for an integer of any size
+        raise _OperationError(
+            f"{name!r} is out of range: times are seconds on a monotonic "
+            f"clock, from -{MAX_TIME:g} to {MAX_TIME:g} (about 31,700 years)"
+        )
     return float(value)
 
 

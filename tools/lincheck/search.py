@@ -103,6 +103,10 @@ CLOCK_EVERY = 1024
 """Steps between two looks at the clock: often enough to stop soon after
 the deadline, rarely enough to cost nothing."""
 
+SHORTEN_STEPS = 10
+"""The replays of ``without_needless`` make at most this many steps (of two
+model steps each) per operation of the order they shorten."""
+
 
 @dataclass(frozen=True)
 class Outcome(Generic[State]):
@@ -319,39 +323,55 @@ def without_needless(
     overwritten before anybody sees it. The search takes the first that
     help; the result says, for each, whether it took effect (or might as
     well not have). The state at the end stays the same.
+
+    From the front, each unknown outcome is dropped if what follows, played
+    without it, answers the same and ends in the same state. A replay stops
+    where the states meet again, usually at the next write that sets the
+    value, so the cost is about linear. Only a long run of unknown outcomes
+    that nobody reads (appends, say) replays far, each to the end: the
+    replays make at most SHORTEN_STEPS model steps per operation in all,
+    and the operations not yet tried then are kept. So the shortening does
+    a bounded amount of work after a timeout ran out.
     """
-    kept = list(order)
-    states = _states(kept, model)  # states[j]: the state before kept[j]
-    j = 0
-    while j < len(kept):
-        if kept[j].output is None and _needless(kept, states, j, model):
-            del kept[j]
-            states = _states(kept, model)
-        else:
-            j += 1
+    kept: list[Operation] = []
+    state = model.init  # the state after kept
+    budget = SHORTEN_STEPS * len(order)
+    for j, op in enumerate(order):
+        after = model.apply(state, op)[0]
+        if op.output is None and budget > 0:
+            needless, steps = _needless(order, j + 1, state, after, model, budget)
+            budget -= steps
+            if needless:
+                continue
+        kept.append(op)
+        state = after
     return kept
 
 
-def _states(order: Sequence[Operation], model: Model[State]) -> list[State]:
-    states = [model.init]
-    for op in order:
-        states.append(model.apply(states[-1], op)[0])
-    return states
-
-
 def _needless(
-    order: Sequence[Operation], states: Sequence[State], j: int, model: Model[State]
-) -> bool:
-    # Replay without order[j] until the states meet again: from there on
-    # nothing changes. Every answer on the way must stay the same.
-    state = states[j]
-    for k in range(j + 1, len(order)):
-        if state == states[k]:
-            return True
-        state, output = model.apply(state, order[k])
+    order: Sequence[Operation],
+    start: int,
+    without: State,
+    with_: State,
+    model: Model[State],
+    budget: int,
+) -> tuple[bool, int]:
+    # Play order[start:] from the states without and with the operation
+    # before it, until the states meet: from there on nothing changes.
+    # Every answer on the way must stay the same. Also returns the steps
+    # made (two model steps each), at most ``budget``.
+    steps = 0
+    for k in range(start, len(order)):
+        if without == with_:
+            return True, steps
+        if steps == budget:
+            return False, steps
+        steps += 1
+        with_ = model.apply(with_, order[k])[0]
+        without, output = model.apply(without, order[k])
         if order[k].output not in (None, output):
-            return False
-    return state == states[-1]
+            return False, steps
+    return without == with_, steps
 
 
 def blocked(ops: Sequence[Operation], prefix: Sequence[Operation]) -> list[Operation]:

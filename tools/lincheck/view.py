@@ -12,19 +12,23 @@ its place in the verdict, and lights up both.
   found (green) and the operations none of which can come next (red), each
   with what the model says it would have answered there.
 
-The page is self-contained (style and script inline, no fonts or images),
-so it opens from ``file://``, and every piece of text from the history is
-HTML-escaped: keys and values are any strings.
+The page's style and script are the package's ``view.css`` and
+``view.js``, inlined: the page is one self-contained file (no fonts or
+images either), so it opens from ``file://``. Every piece of text from the
+history is HTML-escaped: keys and values are any strings.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from html import escape
 from pathlib import Path
 
+from tools.package_files import package_text
+
 from .check import PartResult, Result
-from .history import Operation, describe_output
+from .history import Operation, counted, describe_output
 
 ROW_HEIGHT = 20
 """Pixels per lane of a client's row."""
@@ -54,13 +58,14 @@ def render_page(result: Result) -> str:
     clients = len({op.client for op in ops})
     parts = sorted(result.parts, key=lambda p: (_ORDER[p.verdict], p.key))
     verdict = escape(result.verdict)
+    style = package_text(__package__, "view.css")
     body = [
         "<!doctype html>\n<html lang=en><head><meta charset=utf-8>",
-        f"<title>lincheck: {verdict}</title><style>{STYLE}</style></head><body>\n",
+        f"<title>lincheck: {verdict}</title><style>{style}</style></head><body>\n",
         f"<h1>History check: <span class='verdict {_css(result.verdict)}'>",
         f"{verdict}</span></h1>\n",
-        f"<p class=meta>{_count(len(ops), 'operation')} · "
-        f"{_count(clients, 'client')} · {_count(len(parts), 'key')} · "
+        f"<p class=meta>{counted(len(ops), 'operation')} · "
+        f"{counted(clients, 'client')} · {counted(len(parts), 'key')} · "
         f"model: {escape(result.model)} · time in ms from "
         "the first call · hover an operation for details</p>\n",
         LEGEND,
@@ -68,12 +73,9 @@ def render_page(result: Result) -> str:
     for n, part in enumerate(parts):
         body.append(_section(n, part, start, span))
     body.append("<div id=tip hidden></div>\n")
-    body.append(f"<script>{SCRIPT}</script>\n</body></html>\n")
+    script = package_text(__package__, "view.js")
+    body.append(f"<script>{script}</script>\n</body></html>\n")
     return "".join(body)
-
-
-def _count(n: int, thing: str) -> str:
-    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def _css(verdict: str) -> str:
@@ -88,7 +90,7 @@ def _section(n: int, part: PartResult, start: float, span: float) -> str:
     head = (
         f"<h2>key {escape(repr(part.key))} · <span class='verdict "
         f"{_css(part.verdict)}'>{escape(part.verdict)}</span> · "
-        f"{_count(len(part.ops), 'operation')}</h2>\n"
+        f"{counted(len(part.ops), 'operation')}</h2>\n"
     )
     summary = _summary(part)
     timeline = _timeline(part, place, blocked, start, span)
@@ -113,17 +115,19 @@ def _summary(part: PartResult) -> str:
         )
         return (
             f"<p>Linearizable: the numbers on the bars give an order of the "
-            f"{len(part.order)} operations that took effect{escape(extra)}.</p>\n"
+            f"{counted(len(part.order), 'operation')} that took effect"
+            f"{escape(extra)}.</p>\n"
         )
     if part.verdict == "unknown":
         return (
             "<p>Undecided: the timeout ran out after "
-            f"{part.steps} search steps. Green: the longest linearizable prefix "
-            f"found ({len(part.order)} operations).</p>\n"
+            f"{counted(part.steps, 'search step')}. Green: the longest "
+            f"linearizable prefix found ({counted(len(part.order), 'operation')})."
+            "</p>\n"
         )
     return (
         "<p>Not linearizable. Green: the longest linearizable prefix found "
-        f"({len(part.order)} operations), after which the key holds "
+        f"({counted(len(part.order), 'operation')}), after which the key holds "
         f"<code>{escape(part.state)}</code>. Red: the operations that could "
         "come next, none of which can follow the prefix.</p>\n"
     )
@@ -136,13 +140,14 @@ def _timeline(
     start: float,
     span: float,
 ) -> str:
-    clients = sorted({op.client for op in part.ops})
-    busiest = max(sum(op.client == c for op in part.ops) for c in clients)
+    by_client: dict[int, list[Operation]] = {}
+    for op in sorted(part.ops, key=_by_call):
+        by_client.setdefault(op.client, []).append(op)
+    busiest = max(len(mine) for mine in by_client.values())
     width = min(max(MIN_WIDTH, busiest * PX_PER_OP), MAX_WIDTH)
     scale = width / span
     rows = []
-    for client in clients:
-        mine = sorted((op for op in part.ops if op.client == client), key=_by_call)
+    for client, mine in sorted(by_client.items()):
         bars, lanes = _bars(mine, part, place, blocked, start, span, scale)
         rows.append(
             f"<div class=row style=height:{lanes * ROW_HEIGHT}px>"
@@ -171,7 +176,10 @@ def _bars(
     # Lanes: an operation goes into the first lane free at its call, so that
     # bars of one client never cover each other (a client that gave up on
     # an operation goes on with the next while the first may still act).
-    lane_free: list[float] = []
+    # Operations come in call order: a lane that is free stays free.
+    lanes = 0
+    free: list[int] = []  # heaps: the free lanes, and the busy ones by end
+    busy: list[tuple[float, int]] = []
     bars = []
     for k, op in enumerate(mine):
         if op.output is not None and op.ret is not None:
@@ -180,11 +188,13 @@ def _bars(
             until = mine[k + 1].call
         else:
             until = start + span
-        free = (j for j, end in enumerate(lane_free) if end <= op.call)
-        lane = next(free, len(lane_free))
-        if lane == len(lane_free):
-            lane_free.append(until)
-        lane_free[lane] = until
+        while busy and busy[0][0] <= op.call:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        if free:
+            lane = heapq.heappop(free)
+        else:
+            lane, lanes = lanes, lanes + 1
+        heapq.heappush(busy, (until, lane))
         left = (op.call - start) * scale
         bar_width = max((until - op.call) * scale, 3.0)
         classes, label, note = _status(op, part, place, blocked)
@@ -194,7 +204,7 @@ def _bars(
             f"width:{bar_width:.1f}px;top:{lane * ROW_HEIGHT}px' "
             f"data-tip='{escape(tip)}'>{label}</i>"
         )
-    return bars, max(len(lane_free), 1)
+    return bars, max(lanes, 1)
 
 
 def _status(
@@ -253,9 +263,10 @@ def _ticks(span: float, scale: float) -> str:
 
 
 def _list_title(part: PartResult) -> str:
+    ops = counted(len(part.order), "operation")
     if part.ok:
-        return f"The linearization ({len(part.order)} operations)"
-    return f"The longest linearizable prefix found ({len(part.order)} operations)"
+        return f"The linearization ({ops})"
+    return f"The longest linearizable prefix found ({ops})"
 
 
 def _lists(part: PartResult, start: float) -> str:
@@ -293,104 +304,3 @@ LEGEND = (
     "<i class='op rest'></i> after the prefix "
     "<i class='op unk'>?</i> no answer</p>\n"
 )
-
-STYLE = """
-body{font:14px/1.35 system-ui,sans-serif;margin:0 1em 2em;color:#222}
-h1{font-size:1.3em;margin:.6em 0 .2em}h2{font-size:1.1em;margin:.3em 0}
-.verdict{padding:0 .4em;border-radius:3px;color:#fff;background:#868e96}
-.verdict.ok{background:#2b8a3e}.verdict.bad{background:#c92a2a}
-.verdict.unknown{background:#e67700}
-.meta{color:#555;margin:.2em 0}
-.legend i{position:static;display:inline-block;width:2em;height:14px;
- margin:0 .3em 0 1em;vertical-align:middle}
-.part{border-top:1px solid #ccc;padding:.4em 0}
-.part.ok{opacity:.9}
-.scroll{overflow-x:auto;position:relative;border:1px solid #ddd;
- background:#fafafa;padding-bottom:4px}
-.axis{position:relative;height:16px;margin-left:5.5em}
-.axis u{position:absolute;font:11px monospace;text-decoration:none;
- border-left:1px solid #999;padding-left:2px;color:#555}
-.row{position:relative;display:flex;border-top:1px solid #eee}
-.who{position:sticky;left:0;z-index:2;width:5.5em;flex:none;
- font:12px monospace;background:#fafafa;padding:2px 4px;box-sizing:border-box}
-.lane{position:relative;flex:none}
-.op{position:absolute;height:14px;margin-top:3px;box-sizing:border-box;
- border:1px solid #4263eb;background:#dbe4ff;border-radius:3px;
- font:10px/12px monospace;font-style:normal;text-align:center;
- overflow:hidden;white-space:nowrap;color:#333;cursor:default}
-.op.unk{border-style:dashed;border-right:0;border-radius:3px 0 0 3px;
- background:linear-gradient(to right,#e5dbff,rgba(229,219,255,0));
- border-color:#7950f2;text-align:left;padding-left:2px}
-.op.unk.lin{background:linear-gradient(to right,#b197fc,rgba(177,151,252,0))}
-.op.prefix{background:#b2f2bb;border-color:#2b8a3e}
-.op.blocked{background:#ff8787;border:2px solid #c92a2a;color:#fff;
- font-weight:bold;z-index:1}
-.op.rest{background:#e9ecef;border-color:#adb5bd;color:#868e96}
-.op.unk.prefix{background:linear-gradient(to right,#8ce99a,rgba(178,242,187,0))}
-.op.unk.rest{background:linear-gradient(to right,#dee2e6,rgba(233,236,239,0))}
-.op.hl,li.hl{outline:3px solid #f08c00;z-index:3}
-li.hl{background:#fff3bf}
-.order{max-height:12em;overflow:auto;font:12px/1.4 monospace;margin:.3em 0;
- border:1px solid #eee;padding-top:.2em}
-.stuck{font:12px/1.4 monospace;color:#c92a2a}
-.nexthead{font-weight:bold;color:#c92a2a;margin:.4em 0 0}
-.t{color:#888}
-#tip{position:fixed;z-index:10;max-width:36em;background:#212529;color:#fff;
- font:12px/1.4 monospace;padding:6px 8px;border-radius:4px;white-space:pre-wrap;
- pointer-events:none;box-shadow:0 2px 6px rgba(0,0,0,.3)}
-"""
-"""The page's style sheet."""
-
-SCRIPT = """
-"use strict";
-(() => {
-  const tip = document.getElementById("tip");
-  let lit = [];
-  function light(target) {
-    for (const el of lit) el.classList.remove("hl");
-    lit = [];
-    if (target === null) return;
-    const section = target.closest("section");
-    lit = Array.from(section.querySelectorAll(
-      "[data-op='" + target.dataset.op + "']"));
-    for (const el of lit) el.classList.add("hl");
-  }
-  // The tooltip goes below and right of the pointer, or above it near the
-  // bottom of the window.
-  function place(event) {
-    if (tip.hidden) return;
-    const x = Math.min(event.clientX + 14, window.innerWidth - tip.offsetWidth - 4);
-    const y = event.clientY + 18 + tip.offsetHeight > window.innerHeight
-      ? event.clientY - tip.offsetHeight - 10 : event.clientY + 18;
-    tip.style.left = Math.max(x, 0) + "px";
-    tip.style.top = Math.max(y, 0) + "px";
-  }
-  document.addEventListener("mouseover", (event) => {
-    const target = event.target.closest("[data-op]");
-    light(target);
-    if (target !== null && target.dataset.tip !== undefined) {
-      tip.textContent = target.dataset.tip;
-      tip.hidden = false;
-      place(event);
-    } else {
-      tip.hidden = true;
-    }
-  });
-  document.addEventListener("mousemove", place);
-  // Start each failed key's timeline at its first blocked operation, and
-  // each prefix list at its end, where the trouble is.
-  for (const section of document.querySelectorAll("section.bad")) {
-    const first = section.querySelector(".op.blocked");
-    const scroll = section.querySelector(".scroll");
-    if (first !== null) {
-      const at = first.getBoundingClientRect().left
-        - scroll.getBoundingClientRect().left;
-      scroll.scrollLeft = Math.max(at - scroll.clientWidth / 2, 0);
-    }
-    const order = section.querySelector(".order");
-    if (order !== null) order.scrollTop = order.scrollHeight;
-  }
-})();
-"""
-"""The page's behaviour: the tooltip, lighting up an operation's bar and
-its line in the lists together, and scrolling to where a check failed."""

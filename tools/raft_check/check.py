@@ -176,7 +176,7 @@ class _Checker:
             held = log[index] if index < len(log) else None
             if held != (first.command, first.term):
                 has = (
-                    "nothing"
+                    "no entry"
                     if held is None
                     else f"command {held[0]} of term {held[1]}"
                 )
@@ -225,15 +225,12 @@ class _Checker:
             )
 
 
-def check_entries(
-    entries: Iterable[Entry], name: str = "", line_offset: int = 0
-) -> Verdict:
-    """Check the entries of one test (as the visualizer's parser reads them);
-    ``line_offset`` is added to their line numbers."""
+def check_entries(entries: Iterable[Entry], name: str = "") -> Verdict:
+    """Check the entries of one test (as the visualizer's parser reads them)."""
     checker = _Checker()
     for entry in entries:
         if not entry.source:  # a key/value service's or client's line
-            checker.feed(entry.lineno + line_offset, entry.server, entry.message)
+            checker.feed(entry.lineno, entry.server, entry.message)
     return Verdict(name, checker.violations, checker.planted_bug)
 
 
@@ -248,9 +245,8 @@ def check_log(lines: Iterable[str]) -> list[Verdict]:
     return check_run(parse_log(lines))
 
 
-def check_lines(lines: Iterable[str], name: str = "(unframed log)") -> Verdict:
+def check_lines(lines: Iterable[str], name: str = "unframed log") -> Verdict:
     """Check the log lines of a single test, without frames: for instance
     pytest's ``caplog.text.splitlines()``."""
-    (test,) = parse_log([f"=== RUN {name}", *lines]).tests
-    # Number the lines as the caller does: the frame's line was extra.
-    return check_entries(test.entries, name, line_offset=-1)
+    run = parse_log(lines, unframed_name=name)
+    return check_entries(run.tests[0].entries if run.tests else [], name)

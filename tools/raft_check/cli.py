@@ -2,7 +2,8 @@
 
 Reads the log from standard input (or a file), checks each test in it, and
 prints the violations found. The exit status is 0 when every test is fine
-(and every planted bug was caught), 1 otherwise, 2 when there is no log.
+(and every planted bug was caught), 1 otherwise, 2 when the file cannot be
+read or holds no Raft log lines.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from tools.raft_testlog_viz.parse import open_log, parse_log
+from tools.raft_testlog_viz.parse import RunLog, UnreadableLogError, read_log
 
-from .check import Verdict, check_lines, check_run
+from .check import Verdict, check_run
 
 MAX_SHOWN = 10
 """How many violations of one test are listed, unless --all is given."""
@@ -45,14 +46,6 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_input(lines: list[str]) -> list[Verdict]:
-    """Check the tests of a log; a log without frames is one test."""
-    run = parse_log(lines)
-    if run.tests:
-        return check_run(run)
-    return [check_lines(lines)] if run.outside_lines else []
-
-
 def describe(verdict: Verdict, show_all: bool) -> list[str]:
     """The lines that report a test needing attention (none if it is fine
     and runs no planted bug)."""
@@ -71,9 +64,10 @@ def describe(verdict: Verdict, show_all: bool) -> list[str]:
     return lines
 
 
-def run_checks(lines: list[str], show_all: bool, out: TextIO) -> int:
-    """Check a log, print the report on ``out``; return the exit status."""
-    verdicts = check_input(lines)
+def run_checks(run: RunLog, show_all: bool, out: TextIO) -> int:
+    """Check a parsed log, print the report on ``out``; return the exit
+    status. (A log without frames was parsed as one run.)"""
+    verdicts = check_run(run)
     if not verdicts:
         print("no Raft log lines in the input", file=out)
         return 2
@@ -96,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.logfile is None and sys.stdin.isatty():
         parser.error("give the log on standard input (< FILE) or as LOGFILE")
-    with open_log(args.logfile) as log:
-        lines = log.readlines()
-    return run_checks(lines, args.all, sys.stdout)
+    try:
+        run = read_log(args.logfile)
+    except UnreadableLogError as error:
+        parser.exit(2, f"{parser.prog}: {error}\n")
+    return run_checks(run, args.all, sys.stdout)

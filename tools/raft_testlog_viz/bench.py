@@ -28,7 +28,7 @@ from rich.table import Table
 from . import browser
 from .cluster import build_history
 from .pages import render_page, write_site
-from .parse import parse_log
+from .parse import UnreadableLogError, parse_log
 from .timeline import build_timeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +38,12 @@ def bench(
     log: Path, outdir: Path, repeat: int, browser_pages: int, console: Console
 ) -> int:
     """Time the rendering of ``log`` (pages into ``outdir``); 0, or 2 if the
-    browser was asked for and is missing."""
-    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    browser was asked for and is missing. Raises UnreadableLogError if the
+    log cannot be read."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as error:
+        raise UnreadableLogError(log, error) from error
     stages: dict[str, list[float]] = {}
 
     @contextmanager

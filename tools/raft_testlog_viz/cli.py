@@ -20,16 +20,17 @@ from rich.text import Text
 
 from .bench import bench
 from .pages import DEFAULT_OUTDIR, Site, format_duration, write_site
-from .parse import RunLog, open_log, parse_log, skipped_report
+from .parse import UNFRAMED, RunLog, UnreadableLogError, read_log, skipped_report
 from .terminal import render_timeline
 from .timeline import build_timeline
 
 NO_TEST_HINT = (
-    "no test in the input: it needs '=== RUN <name>' frames, which pytest "
-    "prints with -o log_cli=true"
+    "no Raft log lines in the input: give it the live log of a test run "
+    "(python -m pytest ... -s -o log_cli=true) or the log of a cluster run "
+    "by hand (python -m part4kv -v)"
 )
 
-STATUS_STYLE = {"PASS": "bold green", "SKIP": "yellow"}
+STATUS_STYLE = {"PASS": "bold green", "SKIP": "yellow", UNFRAMED: "bold"}
 """How a status is shown; any other (FAIL, UNFINISHED) is bold red."""
 
 
@@ -101,8 +102,9 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
 
     0: pages written and every test passed (or was skipped), or the
     terminal view drawn, or the benchmark run; 1: a test failed or the input
-    held no test; 2: bad usage (such as ``--test`` naming a test the log
-    does not hold, or ``--bench --browser`` without a browser).
+    held no test; 2: bad usage or input (a log file that cannot be read,
+    ``--test`` naming a test the log does not hold, ``--bench --browser``
+    without a browser).
     """
     parser = build_arg_parser()
     args = parser.parse_args(argv)
@@ -110,11 +112,16 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     if args.bench:
         if args.logfile is None or args.repeat < 1:
             parser.error("--bench needs a LOGFILE, and --repeat at least 1")
-        return bench(args.logfile, args.outdir, args.repeat, args.browser, console)
+        try:
+            return bench(args.logfile, args.outdir, args.repeat, args.browser, console)
+        except UnreadableLogError as error:
+            parser.exit(2, f"{parser.prog}: {error}\n")
     if args.logfile is None and sys.stdin.isatty():
         parser.error("give the log on standard input (< FILE) or as LOGFILE")
-    with open_log(args.logfile) as log:
-        run = parse_log(log)
+    try:
+        run = read_log(args.logfile)
+    except UnreadableLogError as error:
+        parser.exit(2, f"{parser.prog}: {error}\n")
     if args.test is not None:
         selected = [t for t in run.tests if t.name == args.test]
         if not selected:
@@ -140,7 +147,8 @@ def show_in_terminal(run: RunLog, console: Console, *, hide_heartbeats: bool) ->
 def write_and_summarize(run: RunLog, outdir: Path, console: Console) -> int:
     """Write the pages and print the summary; 1 if the run failed, else 0.
 
-    The last line printed is the run's overall status: PASS or FAIL.
+    The last line printed is the run's overall status: PASS or FAIL, or LOG
+    for a log without frames (no test, so no verdict).
     """
     if run.tests:
         site = write_site(run, outdir)
@@ -161,7 +169,7 @@ def write_and_summarize(run: RunLog, outdir: Path, console: Console) -> int:
     else:
         console.print(NO_TEST_HINT, style="red")
     _print_skipped(run, console)
-    overall = "FAIL" if run.failed else "PASS"
+    overall = run.status
     console.print(Text(overall, style=STATUS_STYLE.get(overall, "bold red")))
     return 1 if run.failed else 0
 
@@ -178,7 +186,7 @@ def summary_table(site: Site) -> Table:
     for page in site.pages:
         test = page.test
         table.add_row(
-            Text(test.name),
+            Text(test.title),
             Text(test.status, style=STATUS_STYLE.get(test.status, "bold red")),
             format_duration(test),
             str(len(test.servers)),

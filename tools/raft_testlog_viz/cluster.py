@@ -25,6 +25,13 @@ Where a line contradicts what the earlier lines built (a leader's logged log
 differs from the rebuilt one, say), the line wins and the contradiction is
 recorded: the visualizer's tests require none in real runs.
 
+Two facts about the whole cluster come with it. What is *known to be
+committed*: once a server's commit index reaches an index, the entry its log
+holds there is committed, for good (a restarted server's commit index starts
+at -1 again, but what was committed stays committed). And the *truncations*:
+where a follower's ``inserting entries from index I`` overwrites entries it
+held from I on (the lesson of the paper's Figure 8).
+
 The result is a list of *operations* per server, replayed up to a row to get
 the cluster after that row: ``History.at`` does it here (for tests), the
 page's script does the same in the browser.
@@ -100,6 +107,17 @@ Op = StateOp | LogOp | CommitOp | PeerOp
 """One change to one server, at a row of the test's table."""
 
 
+@dataclass(frozen=True, slots=True)
+class Truncation:
+    """At ``row``, ``server`` overwrote the entries it held from index
+    ``start`` on (of terms ``old``) with those of an AppendEntries."""
+
+    row: int
+    server: int
+    start: int
+    old: tuple[Term, ...]
+
+
 @dataclass(slots=True)
 class ServerView:
     """One server after a given row."""
@@ -143,6 +161,15 @@ class History:
     into the value if it is a literal (else the ``repr`` as it is)."""
     contradictions: list[tuple[int, str]]
     """(row, what): a line that contradicted the history built so far."""
+    committed: list[tuple[int, Term]]
+    """Per index, from 0: the row from which its entry is known to be
+    committed (a server's commit index reached it), and the entry's term."""
+    truncations: list[Truncation]
+    """Every time a follower overwrote entries of its log, in row order."""
+
+    def committed_at(self, row: int) -> list[Term]:
+        """The terms of the entries known to be committed after ``row``."""
+        return [term for first, term in self.committed if first <= row]
 
     def at(self, row: int) -> dict[int, ServerView]:
         """Every server after ``row`` (-1: before the first row)."""
@@ -183,10 +210,32 @@ class _Builder:
         self.submitted: dict[int, str] = {}
         self.received: dict[int, _Args | None] = {}
         self.command_text: dict[str, str] = {}
+        self.committed: list[tuple[int, Term]] = []
+        # Indices known to be committed whose term is not known yet.
+        self.unknown: set[int] = set()
+        self.truncations: list[Truncation] = []
 
     def emit(self, server: int, op: Op) -> None:
         self.ops[server].append(op)
         self.views[server].apply(op)
+        if isinstance(op, CommitOp):
+            self.commit(op.row, server, op.commit_index)
+
+    def commit(self, row: int, server: int, commit_index: int) -> None:
+        """Note the entries known to be committed once ``server``'s commit
+        index is ``commit_index``; an entry whose term was unknown gets it
+        when a server that knows it commits it."""
+        log = self.views[server].log
+        told = [k for k in self.unknown if k <= commit_index and k < len(log)]
+        for k in told:
+            if log[k] is not None:
+                self.committed[k] = (self.committed[k][0], log[k])
+                self.unknown.remove(k)
+        for k in range(len(self.committed), commit_index + 1):
+            term = log[k] if k < len(log) else None
+            if term is None:
+                self.unknown.add(k)
+            self.committed.append((row, term))
 
     def contradiction(self, row: int, what: str) -> None:
         self.contradictions.append((row, what))
@@ -207,7 +256,13 @@ class _Builder:
                 continue
             self.feed(row, entry.server, entry.message, line.terms)
         return History(
-            self.servers, self.has_log, self.ops, self.commands, self.contradictions
+            self.servers,
+            self.has_log,
+            self.ops,
+            self.commands,
+            self.contradictions,
+            self.committed,
+            self.truncations,
         )
 
     def state_changes(
@@ -357,6 +412,9 @@ class _Builder:
                 self.contradiction(
                     row, f"entry {index} of term {term} is not the leader's {known}"
                 )
+        log = self.views[server].log
+        if start < len(log):
+            self.truncations.append(Truncation(row, server, start, tuple(log[start:])))
         self.set_log(row, server, start, entries[start - first :])
 
     def reply(self, row: int, server: int, message: str) -> None:

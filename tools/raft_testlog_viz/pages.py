@@ -1,8 +1,10 @@
 """HTML pages: one per test, and an index of the run.
 
-A test's page has an overview strip, the cluster at a chosen moment (each
-server's state, term and log), and the timeline table with the messages
-drawn beside it as a space-time diagram.
+A test's page says at the top what the test is (its stage, name, status and
+docstring), why it failed if it did, and what it checked; then an overview
+strip, the cluster at a chosen moment (each server's state, term and log),
+and the timeline table with the messages drawn beside it as a space-time
+diagram.
 
 Pages are self-contained (style, script and data inline) and every piece of
 log text is HTML-escaped; the data the script draws from is JSON in which
@@ -24,8 +26,17 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from .assets import MARKER_COLOURS, MESSAGE_COLOURS, SCRIPT, STYLE
-from .cluster import CommitOp, History, LogOp, Op, PeerOp, StateOp, build_history
+from .assets import MARKER_COLOURS, MESSAGE_COLOURS, page_scripts, page_style
+from .cluster import (
+    CommitOp,
+    History,
+    LogOp,
+    Op,
+    PeerOp,
+    StateOp,
+    Truncation,
+    build_history,
+)
 from .messages import LOST, REPLY, Message
 from .parse import Entry, RunLog, TestLog
 from .timeline import Marker, Row, Segment, State, Timeline, build_timeline
@@ -50,7 +61,13 @@ CHUNK_ROWS = 100
 _COLUMNS = "<colgroup><col style=width:7.5em><col style=width:11%></colgroup>"
 _CHUNK_START = f"<div class=chunk><table class=log>{_COLUMNS}<tbody>\n"
 _CHUNK_END = "</tbody></table></div>\n"
-_GUIDED = frozenset({"disconnect", "reconnect", "crash", "restart"})
+_GUIDED = frozenset(
+    {"disconnect", "reconnect", "crash", "restart", "failed", "violation"}
+)
+_BAD = frozenset({"failed", "violation"})
+_OPENING = _GUIDED | {"check"}
+MAX_CHECKS_LISTED = 100
+"""How many checks the list at the top of a page links to."""
 _UNSAFE_FILENAME = re.compile(r"[^\w.\[\]-]")
 
 
@@ -121,29 +138,106 @@ def render_page(timeline: Timeline, history: History | None = None) -> str:
     if history is None:
         history = build_history(timeline)
     test = timeline.test
-    title = escape(f"{test.name} — {test.status}")
+    checks = [m for m in timeline.markers if m.kind in ("check", "failed")]
+    bad = [m for m in timeline.markers if m.kind in _BAD]
+    linked = {m.row for m in checks[:MAX_CHECKS_LISTED]} | {m.row for m in bad[:1]}
     parts = [
         "<!doctype html>\n<html lang=en><head><meta charset=utf-8>",
-        f"<title>{title}</title><style>{STYLE}{_column_rules(timeline)}</style>",
-        "</head><body>\n",
-        f"<h1>{escape(test.name)} <span class='status {escape(test.status)}'>",
+        f"<title>{escape(f'{test.title} — {test.status}')}</title>",
+        f"<style>{page_style()}{_column_rules(timeline)}</style></head><body>\n",
+        f"<h1>{_title(test)} <span class='status {escape(test.status)}'>",
         f"{escape(test.status)}</span></h1>\n",
+    ]
+    if test.doc:
+        parts.append(f"<p class=doc>{escape(test.doc)}</p>\n")
+    parts += [
+        _why(timeline, bad),
         _meta(timeline),
+        _checks(checks),
         _legend(),
-        _malformed(timeline),
+        _notes(timeline),
     ]
     if timeline.rows:
-        parts.append(_overview(timeline))
+        parts.append(_overview(timeline, history.truncations))
     else:
         parts.append("<p>This test logged no Raft lines.</p>\n")
     parts.append(_controls(timeline))
-    _append_table(parts, timeline)
+    _append_table(parts, timeline, history, linked)
     parts.append("<div id=tip hidden></div>\n")
     parts.append(
         f"<script type=application/json id=data>{_data(timeline, history)}</script>\n"
     )
-    parts.append(f"<script>{SCRIPT}</script>\n</body></html>\n")
+    parts += [f"<script>{script}</script>\n" for script in page_scripts()]
+    parts.append("</body></html>\n")
     return "".join(parts)
+
+
+def _title(test: TestLog) -> str:
+    stage = f"<span class=stage>{escape(test.stage)} ·</span> " if test.stage else ""
+    return stage + escape(test.name)
+
+
+def _row_link(marker: Marker) -> str:
+    """A link to a marker's row, which the page's script makes the moment
+    (the row has the matching id, so it works without the script too)."""
+    return (
+        f"<a href=#r{marker.row} data-row={marker.row}>{marker.ms:.3f} ms</a> "
+        f"<code>{escape(marker.text, quote=False)}</code>"
+    )
+
+
+def _why(timeline: Timeline, bad: list[Marker]) -> str:
+    """Why the test failed: the failure's message, the first safety
+    violation and the first failed check; and for a test that passed with
+    safety violations (a planted bug), those."""
+    test = timeline.test
+    violations = [m for m in bad if m.kind == "violation"]
+    if not test.failed and not violations:
+        return ""
+    parts = ["<div id=why>"]
+    if test.failed:
+        parts.append("<b>Why it failed</b>")
+        if test.reason:
+            parts.append(f"<pre>{escape(test.reason, quote=False)}</pre>")
+        elif test.status == "FAIL":
+            parts.append(
+                "<p>The log does not say (pytest prints it under FAILURES).</p>"
+            )
+        else:
+            parts.append("<p>The log ends before the test does.</p>")
+    else:
+        planted = any(m.text.startswith("planted bug: ") for m in timeline.markers)
+        expected = " (expected: the test plants a bug)" if planted else ""
+        parts.append(f"<b>Safety violations{expected}</b>")
+    if violations:
+        count = len(violations)
+        more = f", first of {count}" if count > 1 else ""
+        parts.append(
+            f"<p>Safety violation{more} (marked red on the strip): "
+            f"{_row_link(violations[0])}</p>"
+        )
+    failed = next((m for m in bad if m.kind == "failed"), None)
+    if failed is not None:
+        parts.append(f"<p>Failed check: {_row_link(failed)}</p>")
+    parts.append("</div>\n")
+    return "".join(parts)
+
+
+def _checks(checks: list[Marker]) -> str:
+    """The list of what the test checked, each a link to its row."""
+    if not checks:
+        return ""
+    failed = sum(m.kind == "failed" for m in checks)
+    listed = "".join(f"<li>{_row_link(m)}" for m in checks[:MAX_CHECKS_LISTED])
+    more = len(checks) - MAX_CHECKS_LISTED
+    if more > 0:
+        listed += f"<li>... and {more} more (the next-TEST-action button finds them)"
+    opened = " open" if len(checks) <= 10 else ""
+    return (
+        f"<details class=checks{opened}><summary>What it checked: "
+        f"{len(checks)} check{'s' if len(checks) > 1 else ''}, {failed} failed"
+        f"</summary><ol>{listed}</ol></details>\n"
+    )
 
 
 DIAGRAM_WIDTH = 36
@@ -164,8 +258,11 @@ def _column_rules(timeline: Timeline) -> str:
 
 def _meta(timeline: Timeline) -> str:
     test = timeline.test
+    duration = (
+        "" if test.duration is None else f"pytest duration {format_duration(test)} · "
+    )
     return (
-        f"<p class=meta>pytest duration {format_duration(test)} · "
+        f"<p class=meta>{duration}"
         f"{len(timeline.servers)} servers · {len(timeline.rows)} log lines · "
         f"log span {timeline.span_ms:.1f} ms · "
         "<a href=index.html>all tests of the run</a></p>\n"
@@ -182,17 +279,19 @@ def _legend() -> str:
         for kind, colour in MESSAGE_COLOURS.items()
     )
     return (
-        f"<p class=legend>States: {states} · TEST actions:{marks} · "
+        f"<p class=legend>States: {states} · TEST lines:{marks} · "
         "<b>n</b> = the server's term, <b style=color:#c92a2a>a→b</b> = "
         "term change · time in ms since the test's first line (hover for "
         f"the wall clock)<br>Messages:{arrows} · ✕ lost · ⊣ not connected · "
-        "dashed: still in flight when the test ended · log entries: "
-        "<i class='t1 c'>1</i> committed, <i class='t1 u'>1</i> not (yet), "
-        "<i class=q>?</i> unknown</p>\n"
+        "dashed: still in flight when the test ended · "
+        "<b style=color:#c92a2a>▼</b>, ✂: a follower wrote over entries of "
+        "its log</p>\n"
     )
 
 
-def _malformed(timeline: Timeline) -> str:
+def _notes(timeline: Timeline) -> str:
+    """What the page leaves out: malformed lines, message lines it could not
+    pair, lines logged after the test ended."""
     test, messages = timeline.test, timeline.messages
     parts: list[str] = []
     if test.malformed:
@@ -221,14 +320,42 @@ def _malformed(timeline: Timeline) -> str:
             f"<details><summary>{count} message line{plural} not drawn</summary>"
             f"<ul>{items}</ul></details>\n"
         )
+    if test.late:
+        items = "".join(
+            f"<li>line {e.lineno}: <code>{escape(_logged(e))}</code>" for e in test.late
+        )
+        count = len(test.late)
+        plural = "s were" if count > 1 else " was"
+        parts.append(
+            f"<details><summary>{count} line{plural} logged after the test "
+            "ended (a thread of its servers finishing), not drawn</summary>"
+            f"<ul>{items}</ul></details>\n"
+        )
     return "".join(parts)
 
 
-def _overview(timeline: Timeline) -> str:
+def _logged(entry: Entry) -> str:
+    """An entry as its line showed it, from its ``[ID]`` on."""
+    who = "TEST" if entry.server is None else str(entry.server)
+    if entry.source == "kv":
+        who = f"kv {entry.server}"
+    elif entry.source:
+        who = entry.source
+    return f"{entry.wall} [{who}] {entry.message}"
+
+
+def _overview(timeline: Timeline, truncations: list[Truncation]) -> str:
     span = timeline.span_ms or 1.0  # a one-line test still gets a strip
     lanes: dict[int, list[str]] = {server: [] for server in timeline.servers}
     for segment in timeline.segments:
         lanes[segment.server].append(_segment(segment, span))
+    for cut in truncations:
+        ms = timeline.rows[cut.row].ms
+        tip = (
+            f"{ms:.1f} ms: server {cut.server} wrote over its entries from "
+            f"index {cut.start} on"
+        )
+        lanes[cut.server].append(f"<s style='left:{_pct(ms, span)}' title='{tip}'></s>")
     parts = [f"<div id=overview data-span={span:.3f} title='click: go to that time'>"]
     for server, segments in lanes.items():
         parts.append(
@@ -244,8 +371,8 @@ def _overview(timeline: Timeline) -> str:
         f"<div class='lane axis'><span>ms</span><div class=bar>{axis}</div></div>"
     )
     # Lines across the servers' bars only for actions that change the
-    # cluster: a chaos test submits thousands of commands, whose lines would
-    # hide the states.
+    # cluster, and for failures: a chaos test submits thousands of commands,
+    # whose lines would hide the states.
     guides = "".join(
         f"<i class=k-{m.kind} style='left:{_pct(m.ms, span)}'></i>"
         for m in timeline.markers
@@ -307,38 +434,91 @@ def _controls(timeline: Timeline) -> str:
     )
 
 
-def _moment(timeline: Timeline) -> str:
-    # The cluster panel, filled by the script for the moment chosen with the
-    # slider (over the test's time), the step buttons or a click on a row.
+JUMPS = {
+    "test": "TEST action",
+    "state": "state change",
+    "commit": "commit",
+    "cut": "overwrite",
+}
+"""The kinds of row the jump buttons go to: a TEST line (other than a
+delivery), a change of some server's state or term, an entry newly known
+to be committed, a follower writing over entries of its log."""
+
+
+def _moment(timeline: Timeline, history: History) -> str:
+    # The slider (over the test's time), the step and jump buttons, and the
+    # cluster panel, which the script fills for the moment chosen.
     if not timeline.rows:
         return ""
     span = f"{timeline.span_ms:.3f}"
+    start = f"{timeline.rows[opening_row(timeline)].ms:.3f}"
+    kinds = JUMPS if history.has_log else {"test": JUMPS["test"], "state": "state"}
+    jumps = "".join(
+        f"<span><button data-jump={kind} data-step=-1 title='previous {what}'>"
+        f"&#9664;</button> {what} <button data-jump={kind} data-step=1 "
+        f"title='next {what}'>&#9654;</button></span>"
+        for kind, what in kinds.items()
+    )
+    commands = (
+        "<label><input type=checkbox id=cmds> commands in the log boxes</label>"
+        if history.has_log
+        else "<input type=checkbox id=cmds hidden>"
+    )
     return (
         "<div id=moment><button id=prev title='previous line'>&#9664;</button>"
-        f"<input type=range id=slider min=0 max={span} step=0.001 value={span} "
+        f"<input type=range id=slider min=0 max={span} step=0.001 value={start} "
         "aria-label='moment of the test'>"
         "<button id=next title='next line'>&#9654;</button> <span id=at></span></div>"
-        "<div id=cluster><div id=who></div><div id=logs></div><div id=peers></div>"
-        "</div>\n"
+        f"<div id=jumps>go to the previous or next: {jumps}{commands}</div>"
+        "<div id=cluster></div>\n"
     )
 
 
-def _append_table(parts: list[str], timeline: Timeline) -> None:
+def opening_row(timeline: Timeline) -> int:
+    """The row a page opens at: the test's first check or fault (something
+    happened by then), else its first action (a TEST line after the
+    cluster starts). Without one (a log of a cluster run by hand), the last
+    row before the servers stop, one after the other, at the end of the log
+    (-1 if there is no row)."""
+    markers = timeline.markers
+    for marker in markers:
+        if marker.kind in _OPENING:
+            return marker.row
+    for marker in markers:
+        if not marker.text.startswith("New cluster"):
+            return marker.row
+    dead = [row.states.count(State.DEAD) for row in timeline.rows]
+    # Back over the rows from which fewer and fewer servers are alive, then
+    # forward to the last one before the first of them stopped.
+    n = len(dead) - 1
+    while n > 0 and dead[n - 1] <= dead[n]:
+        n -= 1
+    while n + 1 < len(dead) and dead[n + 1] == dead[n]:
+        n += 1
+    return n
+
+
+def _append_table(
+    parts: list[str], timeline: Timeline, history: History, linked: set[int]
+) -> None:
     # The rows come in chunks of CHUNK_ROWS, each its own table in a
     # ``content-visibility: auto`` block, so that the browser lays out only
     # the chunks near the viewport: that is what keeps a page of 50,000 rows
     # responsive. Fixed layout with the same column widths lines the chunks
-    # up under the header, which is a table of its own (sticky).
+    # up under the header, which is a table of its own (sticky). The rows
+    # that links point to (``linked``) get an id.
     heads = "".join(f"<th>{server}" for server in timeline.servers)
     labels = "".join(f"<span>{server}</span>" for server in timeline.servers)
     parts.append(
-        f"<div id=timeline><div id=top>{_moment(timeline)}"
+        f"<div id=timeline><div id=top>{_moment(timeline, history)}"
         f"<div id=head><div id=mhead title='messages'>{labels}</div>"
         f"<table class=log>{_COLUMNS}"
         f"<thead><tr><th>ms<th>TEST{heads}</table></div></div>\n"
         "<div id=body><div id=msgs><canvas id=arrows></canvas></div><div id=rows>\n"
     )
     column = {server: i for i, server in enumerate(timeline.servers)}
+    bad = {m.row for m in timeline.markers if m.kind in _BAD}
+    cuts = {cut.row for cut in history.truncations}
     # Cells of servers that did not log the row depend only on the states
     # tuple, which rows share until a state changes: build them once.
     states: tuple[State, ...] | None = None
@@ -354,14 +534,20 @@ def _append_table(parts: list[str], timeline: Timeline) -> None:
         entry = row.entry
         head = f"<td title={entry.wall}>{row.ms:.3f}"
         message = _message_text(entry)
+        anchor = f" id=r{n}" if n in linked else ""
         if entry.server is None:
-            parts.append(f"<tr class=sT>{head}<td class=X>{message}{''.join(cells)}\n")
+            cls = "'sT bad'" if n in bad else "sT"
+            parts.append(
+                f"<tr class={cls}{anchor}>{head}<td class=X>{message}{''.join(cells)}\n"
+            )
             continue
         i = column[entry.server]
         hb = " hb" if row.heartbeat else ""
+        cut = " cut" if n in cuts else ""
         parts.append(
-            f"<tr class='s{entry.server}{hb}'>{head}<td>{''.join(cells[:i])}"
-            f"{_message_cell(row, i, message)}{''.join(cells[i + 1 :])}\n"
+            f"<tr class='s{entry.server}{hb}{cut}'{anchor}>{head}<td>"
+            f"{''.join(cells[:i])}{_message_cell(row, i, message)}"
+            f"{''.join(cells[i + 1 :])}\n"
         )
     if timeline.rows:
         parts.append(_CHUNK_END)
@@ -408,10 +594,29 @@ def _data(timeline: Timeline, history: History) -> str:
         "msgs": [_message_data(m) for m in timeline.messages.messages],
         "ops": [[_op_data(op) for op in history.ops[s]] for s in timeline.servers],
         "cmds": {f"{i}:{t}": command for (i, t), command in history.commands.items()},
+        "committed": history.committed,
+        "jumps": jumps(timeline, history),
+        "open": opening_row(timeline),
     }
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     # Inside <script>, "</script>" or "<!--" in a command would end it.
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def jumps(timeline: Timeline, history: History) -> dict[str, list[int]]:
+    """The rows of each kind of JUMPS, in order."""
+    rows = timeline.rows
+    changes = [
+        n
+        for n in range(1, len(rows))
+        if rows[n].states != rows[n - 1].states or rows[n].terms != rows[n - 1].terms
+    ]
+    return {
+        "test": [marker.row for marker in timeline.markers],
+        "state": changes,
+        "commit": sorted({first for first, _ in history.committed}),
+        "cut": sorted({cut.row for cut in history.truncations}),
+    }
 
 
 def _flags(row: Row) -> str:
@@ -448,23 +653,27 @@ def _op_data(op: Op) -> list[object]:
 
 
 def render_index(run: RunLog, pages: list[Page]) -> str:
-    """The index page: every test of the run with its status and a link."""
+    """The index page: every test of the run with its stage, status and a
+    link."""
     failed = sum(page.test.failed for page in pages)
-    overall = "FAIL" if run.failed else "PASS"
+    overall = run.status
     rows = "".join(
-        f"<tr><td>{n}<td><a href='{quote(page.path.name)}'>{escape(page.test.name)}</a>"
+        f"<tr><td>{n}<td><a href='{quote(page.path.name)}'>{_title(page.test)}</a>"
         f"<td><span class='status {escape(page.test.status)}'>"
         f"{escape(page.test.status)}</span><td>{format_duration(page.test)}"
         f"<td>{len(page.test.servers)}<td>{len(page.test.entries)}"
         f"<td>{len(page.test.malformed)}\n"
         for n, page in enumerate(pages, start=1)
     )
+    stages = sorted({page.test.stage for page in pages} - {""})
+    run_name = escape(
+        f"Raft test run ({', '.join(stages)})" if stages else "Raft test run"
+    )
     return (
         "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
-        f"<title>Raft test run — {overall}</title><style>{STYLE}"
-        "#index td,#index th{padding:2px 8px;border-bottom:1px solid #ddd;"
-        "text-align:left}</style></head><body>\n"
-        f"<h1>Raft test run <span class='status {overall}'>{overall}</span></h1>\n"
+        f"<title>{run_name} — {overall}</title><style>{page_style()}</style>"
+        "</head><body>\n"
+        f"<h1>{run_name} <span class='status {overall}'>{overall}</span></h1>\n"
         f"<p class=meta>{len(pages)} tests, {failed} failed</p>\n"
         "<table id=index><thead><tr><th>#<th>test<th>status<th>duration"
         "<th>servers<th>entries<th>malformed lines</thead><tbody>\n"

@@ -1,38 +1,52 @@
 """Reading a test run's log: tests, their frames and their Raft log entries.
 
 The log is what ``pytest -o log_cli=true`` prints (the format is described
-in ``docs/log-format.md``). Three kinds of lines matter:
+in ``docs/log-format.md``). These lines matter:
 
-* ``=== RUN <name>`` opens a test's frame;
-* ``--- PASS: <name> (<seconds>s)`` (or ``FAIL``, ``SKIP``) closes it;
+* ``=== RUN <name>`` opens a test's frame; the indented lines right after it
+  give the test's id (``tests/part1/test_raft.py::test_election_basic``)
+  and then its docstring;
+* ``--- PASS: <name> (<seconds>s)`` (or ``FAIL``, ``SKIP``) closes it; the
+  indented lines right after a ``FAIL`` or ``SKIP`` say why;
 * ``HH:MM:SS.ffffff [ID] message`` inside a frame is an entry: ``ID`` is a
   server id (its consensus module), ``TEST`` (the harness), ``kv N`` (the
   key/value service of server N) or ``client N`` (a key/value client).
 
-Everything else (pytest's own output, tracebacks, records of other loggers,
-lines outside any frame such as a failure's "Captured log" section) is
-ignored. Inside a frame, a line that starts like a log line (a clock time)
-but whose time, or ``[ID]`` after it, does not parse is *malformed*: it is
-skipped, counted and reported. (A valid time followed by no ``[`` at all is
-a record of some other logger: ignored.)
+Inside a frame, a line that starts like a log line (a clock time) but whose
+time, or ``[ID]`` after it, does not parse is *malformed*: it is skipped,
+counted and reported. (A valid time followed by no ``[`` at all is a record
+of some other logger: ignored.) Log lines outside the frames are sorted by
+what they are: a line between a test's end and the next test's start was
+logged *late*, by a thread of that test's servers finishing its work; lines
+in pytest's "Captured log" sections repeat lines of the frames; the lines
+before the first frame are ignored. A log with no frame at all (the log of
+a cluster run by hand, ``python -m part4kv -v``) is read as one run. All
+other lines (pytest's own output, tracebacks) are ignored.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import NamedTuple, TextIO
+from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 UNFINISHED = "UNFINISHED"
 """Status of a test whose frame was never closed (the log was cut off)."""
 
-NOT_FAILED = frozenset({"PASS", "SKIP"})
+UNFRAMED = "LOG"
+"""Status of a log without frames, read as one run: a log, not a test, so
+it has no verdict."""
+
+NOT_FAILED = frozenset({"PASS", "SKIP", UNFRAMED})
 """The statuses that do not make a run fail."""
+
+FRAME_INDENT = "    "
+"""How the lines that describe a frame (a test's id and docstring, why it
+failed) are indented under its ``=== RUN`` or ``--- FAIL`` line."""
 
 _RUN = re.compile(r"=== RUN\s+(?P<name>\S.*?)\s*\Z")
 _END = re.compile(
@@ -54,6 +68,9 @@ _ENTRY = re.compile(
     r"\[(?:(?P<id>\d+)|TEST|(?P<origin>kv|client) (?P<number>\d+))\]"
     r"(?: (?P<message>.*))?\Z"
 )
+# pytest's sections that repeat a failed test's output: after such a line,
+# log lines are copies of lines the frames already hold.
+_CAPTURED = re.compile(r"-+ Captured (?:log|stdout|stderr) \w+ -+\Z")
 # Colour codes, in case pytest ran with --color=yes.
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -103,6 +120,29 @@ class TestLog:
     """Seconds, as the closing frame reports them (None if it doesn't)."""
     entries: list[Entry] = field(default_factory=list)
     malformed: list[MalformedLine] = field(default_factory=list)
+    node_id: str = ""
+    """The test's pytest id, ``tests/part1/test_raft.py::test_election_basic``
+    ("" if the frame does not give it)."""
+    doc: str = ""
+    """The test's docstring, as its frame gives it."""
+    reason: str = ""
+    """Why it failed (or was skipped), as its closing frame gives it."""
+    late: list[Entry] = field(default_factory=list)
+    """Lines logged after the test's frame closed, before the next test's
+    opened: a thread of its servers finishing its work. Not entries of the
+    test: its verdict was given without them."""
+
+    @property
+    def stage(self) -> str:
+        """The folder of the test's file: ``part1`` for a test of
+        ``tests/part1``; "" if unknown."""
+        path = self.node_id.partition("::")[0]
+        return PurePosixPath(path).parent.name if path else ""
+
+    @property
+    def title(self) -> str:
+        """The stage and the name: ``part1 · test_election_basic``."""
+        return f"{self.stage} · {self.name}" if self.stage else self.name
 
     @property
     def failed(self) -> bool:
@@ -121,8 +161,15 @@ class RunLog:
 
     tests: list[TestLog] = field(default_factory=list)
     outside_lines: int = 0
-    """Log lines outside every test's frame, ignored (for instance the
-    "Captured log" section pytest prints for a failed test)."""
+    """Log lines outside every test's frame that are neither late lines of
+    a test nor in pytest's "Captured log" sections (which repeat lines of
+    the frames): lines logged before the first frame, while pytest
+    collected the tests, and late lines that do not parse. Ignored."""
+
+    @property
+    def late_lines(self) -> int:
+        """How many lines the tests' threads logged after their test ended."""
+        return sum(len(t.late) for t in self.tests)
 
     @property
     def malformed(self) -> list[tuple[TestLog, MalformedLine]]:
@@ -133,6 +180,14 @@ class RunLog:
     def failed(self) -> bool:
         """Whether the run failed: a test failed, or there was no test."""
         return not self.tests or any(t.failed for t in self.tests)
+
+    @property
+    def status(self) -> str:
+        """The run's status: FAIL, PASS, or UNFRAMED for a log without
+        frames (read as one run, with no verdict)."""
+        if self.failed:
+            return "FAIL"
+        return UNFRAMED if self.tests[0].status == UNFRAMED else "PASS"
 
 
 def _seconds(match: re.Match[str]) -> float:
@@ -149,9 +204,18 @@ def _seconds(match: re.Match[str]) -> float:
 class _Parser:
     """The state of one pass over a log; see ``parse_log``."""
 
-    def __init__(self) -> None:
+    def __init__(self, unframed_name: str) -> None:
         self.run = RunLog()
         self.current: TestLog | None = None
+        # The last test whose frame closed: late lines are its.
+        self.ended: TestLog | None = None
+        # What is read while no frame has been seen: the run, if none is.
+        self.unframed = TestLog(name=unframed_name, status=UNFRAMED)
+        self.in_captured = False
+        # The test whose frame line came last, and what its indented lines
+        # tell: "id" (then "doc") after a start, "reason" after an end.
+        self.described: TestLog | None = None
+        self.telling = ""
         self.day_offset = 0.0
         self.last_seconds: float | None = None
 
@@ -159,6 +223,11 @@ class _Parser:
         line = raw.rstrip("\r\n")
         if "\x1b" in line:
             line = _ANSI.sub("", line)
+        if self.described is not None:
+            if line.startswith(FRAME_INDENT):
+                self.describe(self.described, line.removeprefix(FRAME_INDENT))
+                return
+            self.described = None
         if _CLOCK_LIKE.match(line):
             self.log_line(lineno, line)
         elif glued := _GLUED.search(line):
@@ -167,6 +236,17 @@ class _Parser:
             self.start(line)
         elif line.startswith("--- "):
             self.end(line)
+        elif line.startswith("-") and _CAPTURED.match(line):
+            self.in_captured = True
+
+    def describe(self, test: TestLog, text: str) -> None:
+        if self.telling == "id":
+            test.node_id = text.strip()
+            self.telling = "doc"
+        elif self.telling == "doc":
+            test.doc = f"{test.doc}\n{text}" if test.doc else text
+        else:
+            test.reason = f"{test.reason}\n{text}" if test.reason else text
 
     def start(self, line: str) -> None:
         match = _RUN.match(line)
@@ -175,6 +255,8 @@ class _Parser:
         # A test still open here never logged its end: it stays UNFINISHED.
         self.current = TestLog(name=match["name"])
         self.run.tests.append(self.current)
+        self.described, self.telling = self.current, "id"
+        self.in_captured = False
 
     def end(self, line: str) -> None:
         match = _END.match(line)
@@ -190,29 +272,29 @@ class _Parser:
         if match["seconds"] is not None:
             test.duration = float(match["seconds"])
         self.current = None
+        self.ended = test
+        self.described, self.telling = test, "reason"
 
     def log_line(self, lineno: int, line: str) -> None:
-        test = self.current
-        if test is None:
+        if self.current is not None:
+            self.read_into(self.current, lineno, line)
+        elif self.in_captured:
+            pass  # a copy of a line of a frame
+        elif self.ended is not None:
+            late = self.entry(lineno, line)
+            if late is None:
+                self.run.outside_lines += 1
+            else:
+                self.ended.late.append(late)
+        elif self.run.tests:
             self.run.outside_lines += 1
-            return
-        match = _ENTRY.match(line)
-        if match is not None:
-            server, source = match["id"], ""
-            if match["origin"] == "kv":
-                server, source = match["number"], "kv"
-            elif match["origin"] == "client":
-                source = f"client {match['number']}"
-            test.entries.append(
-                Entry(
-                    lineno=lineno,
-                    seconds=self.unwrap(_seconds(match)),
-                    wall=match["wall"],
-                    server=None if server is None else int(server),
-                    message=match["message"] or "",
-                    source=source,
-                )
-            )
+        else:
+            self.read_into(self.unframed, lineno, line)
+
+    def read_into(self, test: TestLog, lineno: int, line: str) -> None:
+        entry = self.entry(lineno, line)
+        if entry is not None:
+            test.entries.append(entry)
             return
         # Not an entry: say why, unless it is a record of some other logger
         # (a valid time followed by something other than "[").
@@ -223,6 +305,33 @@ class _Parser:
             test.malformed.append(
                 MalformedLine(lineno, line, "source is none of N, TEST, kv N, client N")
             )
+
+    def entry(self, lineno: int, line: str) -> Entry | None:
+        match = _ENTRY.match(line)
+        if match is None:
+            return None
+        server, source = match["id"], ""
+        if match["origin"] == "kv":
+            server, source = match["number"], "kv"
+        elif match["origin"] == "client":
+            source = f"client {match['number']}"
+        return Entry(
+            lineno=lineno,
+            seconds=self.unwrap(_seconds(match)),
+            wall=match["wall"],
+            server=None if server is None else int(server),
+            message=match["message"] or "",
+            source=source,
+        )
+
+    def finish(self) -> RunLog:
+        unframed = self.unframed
+        if self.run.tests:
+            # Lines before the first frame: the run's set-up, not a test.
+            self.run.outside_lines += len(unframed.entries) + len(unframed.malformed)
+        elif unframed.entries:
+            self.run.tests.append(unframed)
+        return self.run
 
     def unwrap(self, seconds: float) -> float:
         """Keep time growing when the run goes past midnight.
@@ -237,12 +346,14 @@ class _Parser:
         return self.last_seconds
 
 
-def parse_log(lines: Iterable[str]) -> RunLog:
-    """Read a whole log (an iterable of lines, e.g. an open file)."""
-    parser = _Parser()
+def parse_log(lines: Iterable[str], unframed_name: str = "unframed log") -> RunLog:
+    """Read a whole log (an iterable of lines, e.g. an open file). A log
+    with no frame at all is read as one run, named ``unframed_name``, of
+    status UNFRAMED."""
+    parser = _Parser(unframed_name)
     for lineno, line in enumerate(lines, start=1):
         parser.feed(lineno, line)
-    return parser.run
+    return parser.finish()
 
 
 MAX_REPORTED = 10
@@ -250,7 +361,11 @@ MAX_REPORTED = 10
 
 
 def skipped_report(run: RunLog) -> list[str]:
-    """Lines telling what the parser skipped or ignored, for the reader."""
+    """Lines telling the reader which lines of a test's frame were skipped.
+
+    Lines outside the frames are no fault of the log, and not in it: a
+    test's late lines are listed on its page; lines logged while pytest
+    collected the tests (before the first frame) belong to no test."""
     report: list[str] = []
     malformed = run.malformed
     if malformed:
@@ -262,28 +377,31 @@ def skipped_report(run: RunLog) -> list[str]:
             )
         if len(malformed) > MAX_REPORTED:
             report.append(f"  ... and {len(malformed) - MAX_REPORTED} more")
-    if run.outside_lines:
-        report.append(
-            f"ignored {run.outside_lines} log lines outside any test's frame "
-            '(such as pytest\'s "Captured log" of a failed test)'
-        )
     return report
 
 
-@contextlib.contextmanager
-def open_log(path: Path | None) -> Iterator[TextIO]:
-    """The log at ``path``, or standard input if None, as text.
+class UnreadableLogError(Exception):
+    """The log could not be read; the message says why, in one line."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(f"cannot read {path}: {error.strerror or error}")
+
+
+def read_log(path: Path | None) -> RunLog:
+    """Parse the log at ``path``, or on standard input if None.
 
     A log may hold bytes that are not UTF-8 (a test printing binary data):
-    they must not stop the tools, so they are replaced. Standard input is
-    left open.
+    they must not stop the tools, so they are replaced. A file that cannot
+    be read (missing, a folder, no permission) raises UnreadableLogError.
     """
-    if path is not None:
-        with path.open(encoding="utf-8", errors="replace") as log:
-            yield log
-        return
-    stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    if path is None:
+        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        try:
+            return parse_log(stdin, "standard input")
+        finally:
+            stdin.detach()  # standard input stays open
     try:
-        yield stdin
-    finally:
-        stdin.detach()
+        with path.open(encoding="utf-8", errors="replace") as log:
+            return parse_log(log, path.name)
+    except OSError as error:
+        raise UnreadableLogError(path, error) from error

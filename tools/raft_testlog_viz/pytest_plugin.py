@@ -104,15 +104,26 @@ class RaftViz:
         root.setLevel(logging.DEBUG)
         root.addHandler(self.handler)
 
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        """Note the test's docstring."""
+        self.frames.collected(item)
+
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         """Open the test's frame."""
-        self.lines.append(self.frames.start(nodeid))
+        self.append(self.frames.start(nodeid))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Close the frame after teardown, with the status of all phases."""
-        line = self.frames.end(report)
-        if line is not None:
-            self.lines.append(line)
+        self.append(self.frames.end(report))
+
+    def append(self, lines: list[str]) -> None:
+        # Under the handler's lock: a record that a server's thread logs
+        # meanwhile comes before or after the frame's lines, not in between.
+        self.handler.acquire()
+        try:
+            self.lines += lines
+        finally:
+            self.handler.release()
 
     def pytest_sessionfinish(self) -> None:
         """Stop listening and write the pages."""

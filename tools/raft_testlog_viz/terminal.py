@@ -63,7 +63,7 @@ def render_timeline(
     test = timeline.test
     console.rule(
         Text(
-            f"{test.name} — {test.status} ({format_duration(test)}, "
+            f"{test.title} — {test.status} ({format_duration(test)}, "
             f"{len(timeline.servers)} servers, {len(timeline.rows)} lines)"
         )
     )

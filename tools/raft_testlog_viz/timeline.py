@@ -36,6 +36,10 @@ _TERM = re.compile(r"term=(\d+)", re.IGNORECASE)
 # The harness's restart of a crashed server: a new CM starts as a follower.
 _RESTART = re.compile(r"\brestart\w*\s+(\d+)", re.IGNORECASE)
 _ACTION = re.compile(r"\b(disconnect|reconnect|crash|restart|submit)", re.IGNORECASE)
+_CHECK = ("check_", "wait_until(")
+DELIVERY = "collect_commits("
+"""How the harness's line for an entry a server delivered starts: not an
+action of the test, so not marked on the strip."""
 
 # AppendEntries lines that carry the arguments, thus the entries list.
 _AE_ENTRIES = "entries=["
@@ -82,7 +86,9 @@ class Marker:
 
     ms: float
     kind: str
-    """disconnect, reconnect, crash, restart, submit, or other."""
+    """disconnect, reconnect, crash, restart, submit, check (a check that
+    passed), failed (one that did not), violation (of a safety property),
+    or other."""
     text: str
     row: int
     """Index of its row in ``Timeline.rows``."""
@@ -148,6 +154,12 @@ class HeartbeatTracker:
 
 def action_kind(message: str) -> str:
     """What a TEST line does, for its marker's colour."""
+    if message.startswith("VIOLATION "):
+        return "violation"
+    if message.startswith("check failed: "):
+        return "failed"
+    if message.startswith(_CHECK):
+        return "check"
     match = _ACTION.search(message)
     return match[1].lower() if match else "other"
 
@@ -183,9 +195,10 @@ def build_timeline(test: TestLog) -> Timeline:
             # Raft state.
             pass
         elif entry.server is None:
-            markers.append(
-                Marker(ms, action_kind(entry.message), entry.message, len(rows))
-            )
+            if not entry.message.startswith(DELIVERY):
+                markers.append(
+                    Marker(ms, action_kind(entry.message), entry.message, len(rows))
+                )
             restart = _RESTART.search(entry.message)
             if restart is not None and int(restart[1]) in column:
                 new_states = _replace(states, column[int(restart[1])], State.FOLLOWER)
