@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import part6.server
-from part6.harness import Harness, SafetyViolationError, Violation
+from part6.harness import Harness, Leadership, SafetyViolationError, Violation
 from part6.raft import (
     AppendEntriesArgs,
     CMState,
@@ -255,6 +255,30 @@ def test_delivery_order_violation_is_caught(
     twice = of("Delivery order", found)
     assert twice, found
     assert {v.index for v in twice} == {0}
+
+
+def test_a_later_leader_without_a_committed_entry_is_said_to_hold_no_entry() -> None:
+    # The check itself, fed a leadership as watch_elections would: a leader
+    # of a later term whose log lacks the committed entry at index 0.
+    h = Harness(1)
+    try:
+        leader, term = h.check_single_leader()
+        assert h.submit_to_server(leader, 5) == 0
+        h.check_committed_n(5, 1)
+        h.record_leader(Leadership(leader, term + 1, ()))
+    finally:
+        h.shutdown()
+    (found,) = h.violations()
+    assert (found.prop, found.servers, found.term, found.index) == (
+        "Leader Completeness",
+        (leader,),
+        term + 1,
+        0,
+    )
+    assert found.message.startswith(
+        f"server {leader} became leader in term {term + 1} with no entry at "
+        "index 0, but CommitEntry(command=5, index=0, "
+    )
 
 
 # --- Log compaction -------------------------------------------------------
