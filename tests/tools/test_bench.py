@@ -31,6 +31,7 @@ QUICK_RUNS = {
     "part3": ["--quick"],
     "part2": ["--quick", "--logging", "off"],
     "part4kv": ["--quick", "--logging", "off"],
+    "part6": ["--quick", "--logging", "off"],
 }
 """Each part's quick run: part3 in both logging modes, the others with
 logging off only, to keep this file under a minute."""
@@ -75,7 +76,42 @@ KV_FIGURES = {
 }
 """The rows of a key/value stage's quick run."""
 
-FIGURES = {"part2": RAFT_FIGURES, "part3": RAFT_FIGURES, "part4kv": KV_FIGURES}
+COMPACTION_FIGURES = {
+    "throughput": [
+        *RAFT_FIGURES["throughput"],
+        "part3 throughput N=1,000",
+        "part3 throughput N=5,000",
+        "throughput N=5,000 part6 / part3",
+    ],
+    "latency": [
+        *RAFT_FIGURES["latency"],
+        "part3 latency p50",
+        "part3 latency p99",
+        "latency p50 part6 / part3",
+    ],
+    "snapshot": [
+        "snapshot call under load p50",
+        "snapshot call under load p99",
+        "snapshot call under load max",
+        "snapshot size N=5,000",
+        "quiet snapshot of 1,000 entries p50",
+        "quiet snapshot of 1,000 entries max",
+        "quiet snapshot of 2,000 entries at once",
+    ],
+    "catch-up": [
+        "catch-up 2,000 behind",
+        "part3 catch-up 2,000 behind",
+        "catch-up 2,000 behind part6 / part3",
+    ],
+}
+"""The rows of part6's quick run: part3's figures beside its own."""
+
+FIGURES = {
+    "part2": RAFT_FIGURES,
+    "part3": RAFT_FIGURES,
+    "part4kv": KV_FIGURES,
+    "part6": COMPACTION_FIGURES,
+}
 
 QuickRun = tuple[subprocess.CompletedProcess[str], dict[str, Any]]
 
@@ -148,7 +184,7 @@ def test_quick_run_json(quick_run: QuickRun) -> None:
         if row["status"] == "ok":
             assert positive(row["value"]), row
             assert row["runs"] == [row["value"]], row
-    if figures is RAFT_FIGURES:
+    if figures is not KV_FIGURES:
         floors = [row for row in rows if row["figure"] == "network floor p50"]
         assert len(floors) == len(settings["logging"])
         assert all(positive(row["value"]) for row in floors)
@@ -178,6 +214,12 @@ def test_quick_run_json_measurements(quick_run: QuickRun) -> None:
             assert all(positive(ms) for ms in m["samples"]["network floor"])
         if m["phase"] == "failover":
             assert len(m["samples"]["failover"]) == QUICK.failover_trials
+        if m["phase"] == "snapshot" and m["status"] == "ok":
+            # 5,000 entries, a snapshot every 1,000: up to 5 per server.
+            assert 6 <= len(m["samples"]["snapshot call under load"]) <= 15
+            # 2,000 entries: two snapshots of 1,000 per server, or one.
+            assert len(m["samples"]["quiet snapshot of 1,000 entries"]) == 6
+            assert len(m["samples"]["quiet snapshot of 2,000 entries at once"]) == 3
 
 
 def test_settings_from_args() -> None:
@@ -198,6 +240,11 @@ def test_settings_from_args() -> None:
     assert custom.repeat == 3
     with pytest.raises(SystemExit):
         settings("--commands", "1")  # a p99 needs two samples
+    part6 = settings("--part", "part6", "--only", "catch-up", "--snapshot-every", "5")
+    assert (part6.only, part6.snapshot_every) == (("catch-up",), 5)
+    assert settings("--part", "part6", "--quick").behind == QUICK.behind
+    with pytest.raises(SystemExit):
+        settings("--part", "part3", "--only", "catch-up")  # part6's own
 
 
 def test_raft_logging_restores_the_logger() -> None:

@@ -16,7 +16,7 @@ import pytest
 from tools.raft_testlog_viz.messages import LOST, REPLY, Message, trace_messages
 from tools.raft_testlog_viz.parse import TestLog, parse_log
 
-PARTS = ["part1", "part2", "part3"]
+PARTS = ["part1", "part2", "part3", "part6"]
 VOTE = "ConsensusModule.RequestVote"
 
 
@@ -33,8 +33,8 @@ def pair(part: str) -> tuple[Any, Any]:
     servers = []
     for i in range(2):
         args: list[Any] = [i, [1 - i]]
-        if part == "part3":
-            args.append(importlib.import_module("part3.storage").MapStorage())
+        if part in ("part3", "part6"):
+            args.append(importlib.import_module(f"{part}.storage").MapStorage())
         args.append(ready)
         if part != "part1":
             args.append(queue.Queue())
@@ -144,6 +144,24 @@ def test_each_outcome_of_a_call_is_traced(
     # The ids are "<sender>.<n>", unique.
     assert len({m.id for m in messages}) == 4
     assert all(m.id.startswith(f"{m.sender}.") for m in messages)
+
+
+def test_an_install_snapshot_is_traced(
+    caplog: pytest.LogCaptureFixture, stop_servers: list[Any]
+) -> None:
+    a, b = pair("part6")
+    stop_servers += [a, b]
+    raft: ModuleType = importlib.import_module("part6.raft")
+    args = raft.InstallSnapshotArgs(1, 0, 9, 1, b"x" * 1000)
+    assert a.call(1, "ConsensusModule.InstallSnapshot", args).term == 1
+    test, (message,) = traced(caplog)
+    assert (message.kind, message.outcome) == ("InstallSnapshot", REPLY)
+    assert message.send_row < message.deliver_row < message.end_row
+    # The data is shown by its length, not its bytes.
+    assert test.entries[message.send_row].message.endswith(
+        "last_included_term=1, data=<1000 bytes>)"
+    )
+    assert test.entries[message.deliver_row].message.endswith("deliver InstallSnapshot")
 
 
 def test_the_drop_knobs_of_part3_are_traced(

@@ -28,6 +28,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .cluster import LOG_FORMAT, StalledError, raft_logging
+from .compaction import BASELINE, COMPACTION_PHASES
 from .kv import KV_PHASES, RAFT_STAGE
 from .measure import QUICK, RAFT_PHASES, Bench, Measurement, Phase, Settings
 
@@ -36,6 +37,7 @@ PARTS: dict[str, dict[str, Phase]] = {
     "part3": RAFT_PHASES,
     "part4kv": KV_PHASES,
     "part5kv": KV_PHASES,
+    "part6": COMPACTION_PHASES,
 }
 """The phases each part is measured in, in order: all the benchmark knows of
 a part (part1 only elects: it has none)."""
@@ -43,9 +45,11 @@ a part (part1 only elects: it has none)."""
 LOGGERS: dict[str, tuple[str, ...]] = {
     "part4kv": ("part4kv", RAFT_STAGE),
     "part5kv": ("part5kv", RAFT_STAGE),
+    "part6": ("part6", BASELINE),
 }
 """The loggers of each part that logs through more than its own: a
-key/value stage logs through the Raft stage it runs on, too."""
+key/value stage logs through the Raft stage it runs on, too, and part6 is
+measured beside part3."""
 
 ENV_KNOBS = ("RAFT_UNRELIABLE_RPC", "RAFT_FORCE_MORE_REELECTION")
 """Environment variables that change how the parts behave."""
@@ -72,6 +76,13 @@ SIZES = {
     "--idle-seconds": ("idle_seconds", "S", at_least(1, float), "idle seconds"),
     "--clients": ("kv_clients", "C", at_least(1), "key/value client counts"),
     "--kv-seconds": ("kv_seconds", "S", at_least(1, float), "key/value run seconds"),
+    "--snapshot-every": (
+        "snapshot_every",
+        "K",
+        at_least(1),
+        "part6: entries between snapshots",
+    ),
+    "--behind": ("behind", "B", at_least(1), "part6: entries a follower catches up"),
 }
 """The options that size a phase: the Settings field each sets, its
 metavar, its type and what it is."""
@@ -84,7 +95,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
         prog="python -m tools.bench",
         description="Benchmark a part of the Raft implementation on its simulated "
         "network: throughput, commit latency beside the network's floor, failover "
-        "time and idle cost, with Raft logging off and on. The table goes to "
+        "time and idle cost, with Raft logging off and on; for part6, beside part3, "
+        "and how long a snapshot holds the lock and a follower takes to catch "
+        "up. The table goes to "
         "standard output, progress to standard error. Exit status 1 if a run "
         "STALLED or a cluster left threads running. See docs/benchmarks.md.",
     )
@@ -213,6 +226,13 @@ def sizes(settings: Settings) -> str:
             f"Clusters of 3 services over HTTP; latency: one client, "
             f"{settings.latency_commands} puts then as many gets; throughput: "
             f"{clients} clients, {settings.kv_seconds:g} s each."
+        )
+    if PARTS[settings.part] is COMPACTION_PHASES:
+        return (
+            f"Clusters of 3 servers, each snapshotted every "
+            f"{settings.snapshot_every:,} entries; {BASELINE} measured beside "
+            f"them; latency: {settings.latency_commands} commands one at a time; "
+            f"catch-up: a follower {settings.behind:,} entries behind."
         )
     return (
         f"Clusters of 3 servers (idle: 5); latency: {settings.latency_commands} "

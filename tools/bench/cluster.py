@@ -3,8 +3,9 @@
 The benchmark builds ``partN.server.Server`` objects itself, connects every
 pair, sets ``ready``, finds the leader with ``cm.report()``, submits with
 ``server.submit`` and reads each server's commit channel on a thread of its
-own, as a client would. It never imports a part's harness, so what it
-measures is the part itself.
+own, as a client would; in a part that compacts its log (part6), that
+thread also snapshots its server with ``cm.snapshot``, as a service would.
+It never imports a part's harness, so what it measures is the part itself.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import importlib
 import importlib.util
 import logging
 import os
+import pickle
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 POLL_INTERVAL = 0.001
@@ -41,15 +43,26 @@ def persistent(part: str) -> bool:
     return importlib.util.find_spec(f"{part}.storage") is not None
 
 
+def compacts(part: str) -> bool:
+    """Whether ``part`` compacts its log with snapshots."""
+    return hasattr(importlib.import_module(f"{part}.raft"), "SnapshotEntry")
+
+
 def make_server(
-    part: str, server_id: int, peer_ids: list[int], ready: threading.Event
+    part: str,
+    server_id: int,
+    peer_ids: list[int],
+    ready: threading.Event,
+    storage: Any = None,
+    chan: queue.Queue[Any] | None = None,
 ) -> tuple[Any, queue.Queue[Any]]:
-    """A new Server of ``part`` (with fresh storage if it persists its state)
-    and the server's commit channel."""
-    chan: queue.Queue[Any] = queue.Queue()
+    """A new Server of ``part`` and its commit channel: ``chan``, or a new
+    one. A part that persists its state gets ``storage``, or fresh storage."""
+    chan = queue.Queue() if chan is None else chan
     args: list[Any] = [server_id, peer_ids, ready, chan]
     if persistent(part):
-        args.insert(2, importlib.import_module(f"{part}.storage").MapStorage())
+        fresh = importlib.import_module(f"{part}.storage").MapStorage()
+        args.insert(2, fresh if storage is None else storage)
     return importlib.import_module(f"{part}.server").Server(*args), chan
 
 
@@ -87,16 +100,39 @@ END_OF_COMMITS = object()
 (a stopped CM never writes to its channel again)."""
 
 
+Snapshot = Callable[[int, bytes], None]
+"""A server's ``cm.snapshot``, as a Collector calls it."""
+
+
 class Collector:
     """Reads one server's commit channel on a thread of its own and records
     when each distinct command was first delivered (``perf_counter``).
 
     It drains whatever is queued before it takes its lock, so that a burst
     of deliveries costs one lock round and one timestamp, not one per entry.
+
+    With ``snapshot``, it is the server's service: after every
+    ``snapshot_every``-th entry it snapshots its state (the commands
+    delivered so far, pickled; once per batch of deliveries, at the latest
+    index due), times the call in ``snapshot_ms`` and keeps the index and
+    size of its latest snapshot in ``snapshot_index`` and
+    ``snapshot_bytes``; a snapshot delivered to it gives it the commands
+    the snapshot holds.
     """
 
-    def __init__(self, server_id: int, commit_chan: queue.Queue[Any]) -> None:
+    def __init__(
+        self,
+        server_id: int,
+        commit_chan: queue.Queue[Any],
+        snapshot: Snapshot | None = None,
+        snapshot_every: int = 0,
+    ) -> None:
         self.commit_chan = commit_chan
+        self.snapshot = snapshot
+        self.snapshot_every = snapshot_every
+        self.snapshot_ms: list[float] = []
+        self.snapshot_bytes = 0
+        self.snapshot_index = -1
         self.cond = threading.Condition()
         self.delivered: dict[Any, float] = {}
         self.thread = threading.Thread(
@@ -112,12 +148,25 @@ class Collector:
                 while True:
                     batch.append(self.commit_chan.get_nowait())
             now = time.perf_counter()
+            due: tuple[int, bytes] | None = None
             with self.cond:
                 for entry in batch:
                     if entry is END_OF_COMMITS:
                         return
+                    if hasattr(entry, "data"):  # a SnapshotEntry
+                        for command in pickle.loads(entry.data):
+                            self.delivered.setdefault(command, now)
+                        continue
                     self.delivered.setdefault(entry.command, now)
+                    every = self.snapshot_every
+                    if self.snapshot and every and (entry.index + 1) % every == 0:
+                        due = (entry.index, pickle.dumps(list(self.delivered)))
                 self.cond.notify_all()
+            if due is not None and self.snapshot is not None:
+                start = time.perf_counter()
+                self.snapshot(*due)
+                self.snapshot_ms.append((time.perf_counter() - start) * 1000)
+                self.snapshot_index, self.snapshot_bytes = due[0], len(due[1])
 
     def count(self) -> int:
         """How many distinct commands this server has delivered."""
@@ -138,10 +187,14 @@ class Collector:
 
 class Cluster:
     """``n`` servers of ``part``, fully connected and ready, each with a
-    Collector; every RPC a server sends is counted."""
+    Collector; every RPC a server sends is counted. In a part that compacts
+    its log, each Collector snapshots its server every ``snapshot_every``
+    entries (0: never)."""
 
-    def __init__(self, part: str, n: int) -> None:
-        ready = threading.Event()
+    def __init__(self, part: str, n: int, snapshot_every: int = 0) -> None:
+        self.part = part
+        self.n = n
+        self.ready = threading.Event()
         self.rpc_mu = threading.Lock()
         self.rpcs = 0
         self.servers: list[Any] = []
@@ -149,17 +202,38 @@ class Cluster:
         self.cut_off: set[int] = set()
         self.crashed: set[int] = set()
         for i in range(n):
-            server, chan = make_server(part, i, [p for p in range(n) if p != i], ready)
+            server, chan = make_server(part, i, self.peers(i), self.ready)
             server.serve()
             server.call = self.counting(server.call)
             self.servers.append(server)
             self.chans.append(chan)
-        self.collectors = [Collector(i, chan) for i, chan in enumerate(self.chans)]
-        for i, server in enumerate(self.servers):
-            for j, peer in enumerate(self.servers):
-                if i != j:
-                    server.connect_to_peer(j, peer.get_listen_addr())
-        ready.set()
+        every = snapshot_every if compacts(part) else 0
+        self.collectors = [
+            Collector(i, chan, self.snapshotter(i), every)
+            for i, chan in enumerate(self.chans)
+        ]
+        for i in range(n):
+            self.connect(i)
+        self.ready.set()
+
+    def peers(self, server_id: int) -> list[int]:
+        """The ids of the other servers."""
+        return [p for p in range(self.n) if p != server_id]
+
+    def connect(self, server_id: int) -> None:
+        """Connect ``server_id`` to every other server, both ways."""
+        server = self.servers[server_id]
+        for j in self.peers(server_id):
+            server.connect_to_peer(j, self.servers[j].get_listen_addr())
+            self.servers[j].connect_to_peer(server_id, server.get_listen_addr())
+
+    def snapshotter(self, server_id: int) -> Snapshot:
+        """Snapshot whichever server ``server_id`` is now (it may restart)."""
+
+        def snapshot(index: int, data: bytes) -> None:
+            self.servers[server_id].cm.snapshot(index, data)
+
+        return snapshot
 
     def counting(self, call: Any) -> Any:
         """``call`` (a server's outgoing RPC), counting every use."""
@@ -217,6 +291,25 @@ class Cluster:
         if crash:
             self.servers[server_id].shutdown()
             self.crashed.add(server_id)
+
+    def restart(self, server_id: int) -> None:
+        """Restart crashed ``server_id`` on its storage and connect it; its
+        Collector goes on reading its commit channel."""
+        old = self.servers[server_id]
+        server, _ = make_server(
+            self.part,
+            server_id,
+            self.peers(server_id),
+            self.ready,
+            old.storage,
+            self.chans[server_id],
+        )
+        server.serve()
+        server.call = self.counting(server.call)
+        self.servers[server_id] = server
+        self.connect(server_id)
+        self.cut_off.discard(server_id)
+        self.crashed.discard(server_id)
 
     def close(self) -> None:
         """Shut every server down and end the collectors."""

@@ -11,7 +11,6 @@ handler, the Raft log and the updater, and back.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import importlib
 import threading
@@ -20,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .cluster import StalledError
-from .measure import LEADER_TIMEOUT, Bench, Measurement, Phase, latency
+from .measure import LEADER_TIMEOUT, Bench, Measurement, Phase, latency, run_on
 
 RAFT_STAGE = "part3"
 """The Raft stage the key/value stages run on."""
@@ -119,12 +118,7 @@ def kv_latency(bench: Bench, m: Measurement) -> None:
     for op, ms in samples.items():
         m.distribution(f"{op} latency", ms)
 
-    raft_settings = dataclasses.replace(bench.settings, part=RAFT_STAGE)
-    raft_bench = Bench(raft_settings, bench.progress)
-    raft_bench.prefix = bench.prefix + f"{RAFT_STAGE} "
-    raft = Measurement()
-    latency(raft_bench, raft)
-    bench.leaked += raft_bench.leaked
+    raft = run_on(bench, RAFT_STAGE, latency)
     m.notes += raft.notes
     if "latency p50" in raft.values:
         commit = raft.values["latency p50"]

@@ -79,6 +79,11 @@ class Settings:
     stall_seconds: float = 10.0
     """A throughput or latency run that delivers nothing new for this long
     is STALLED."""
+    snapshot_every: int = 1_000
+    """In a part that compacts its log (part6), each server is snapshotted
+    after every this many delivered entries."""
+    behind: int = 10_000
+    """How many entries a follower is behind in the catch-up phase."""
     repeat: int = 1
     quick: bool = False
 
@@ -90,6 +95,7 @@ QUICK = dataclasses.replace(
     failover_trials=5,
     idle_seconds=3.0,
     kv_seconds=1.0,
+    behind=2_000,
     quick=True,
 )
 """The reduced set of ``--quick``."""
@@ -177,9 +183,10 @@ class Bench:
 
     @contextlib.contextmanager
     def cluster(self, n: int) -> Iterator[Cluster]:
-        """A fresh cluster of ``n`` servers, shut down at the end of the block."""
+        """A fresh cluster of ``n`` servers, shut down at the end of the block
+        (in part6, each snapshotted every ``snapshot_every`` entries)."""
         with self.threads_checked():
-            cluster = Cluster(self.settings.part, n)
+            cluster = Cluster(self.settings.part, n, self.settings.snapshot_every)
             try:
                 yield cluster
             finally:
@@ -234,6 +241,18 @@ class Bench:
                     f"delivered {'/'.join(map(str, delivered))}"
                 )
         return found
+
+
+def run_on(bench: Bench, part: str, phase: Phase) -> Measurement:
+    """Measure ``phase`` on another ``part`` in the same sitting as
+    ``bench`` (its progress bars; the threads it leaves are reported with
+    ``bench``'s), and return the measurement."""
+    other = Bench(dataclasses.replace(bench.settings, part=part), bench.progress)
+    other.prefix = bench.prefix + f"{part} "
+    measured = Measurement()
+    phase(other, measured)
+    bench.leaked += other.leaked
+    return measured
 
 
 def submit(server: Any, command: int) -> None:
