@@ -7,6 +7,8 @@ back to the handler. Then ``api.py`` (the HTTP routes and JSON shapes),
 state machine) and ``harness.py`` (the test cluster). ``python -m part6kv``
 runs a cluster by hand.
 
-What this part adds to part 4 is mostly in ``sessions.py``: how a request
-that a client sends again, because its answer was lost, takes effect once.
+What this part adds to part 5 is in ``kvservice.py``: on part6's Raft, the
+updater takes a snapshot of the DataStore and of the session table when the
+log grows too large (``take_snapshot``), and replaces both with a snapshot
+that comes on the commit channel (``restore_snapshot``).
 """

@@ -1,6 +1,7 @@
 """Run a cluster of three key/value services in this process.
 
-    python -m part6kv [--data-dir DIR] [--port PORT] [--verbose]
+    python -m part6kv [--data-dir DIR] [--max-raft-state BYTES] [--port PORT]
+                      [--verbose]
 
 It prints one line ``service N: http://127.0.0.1:PORT/`` per service and,
 each time a new leader is elected, ``leader: service N (term T)``; state
@@ -12,6 +13,11 @@ is kept in ``DIR/service-N.sqlite``, so the cluster restarted on the same
 directory has its data back, also after the process was killed. ``DIR/stage``
 says which stage wrote the data: a directory of another stage is refused,
 since its log holds commands this stage cannot apply.
+
+Each service takes a snapshot of its data and sessions when the Raft state
+it keeps (its log, mostly) outgrows ``--max-raft-state`` bytes, and its
+Raft server deletes the entries the snapshot covers: the data directory
+stays bounded however many requests the cluster serves.
 
 If a service fails for good (a write to its storage failed, or its updater
 raised), the cluster stops, and the process exits with status 1 and a
@@ -31,9 +37,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from part6.storage import MapStorage, Storage
+from part6.storage import MapStorage
 
-from .kvservice import KVService
+from .kvservice import KVService, SizedStorage
 from .sqlitestorage import SqliteStorage, StorageError
 
 CLUSTER_SIZE = 3
@@ -44,6 +50,10 @@ STAGE = "part6kv"
 
 WATCH_INTERVAL = 0.05
 """Seconds between two looks for a new leader."""
+
+MAX_RAFT_STATE = 1024 * 1024
+"""The default of ``--max-raft-state``: the bytes of Raft state (besides
+the snapshot) a service keeps before it takes a snapshot."""
 
 
 def add_raft_time(record: logging.LogRecord) -> bool:
@@ -121,13 +131,16 @@ def describe_failure(service_id: int, error: Exception) -> str:
     return f"service {service_id} failed: {type(error).__name__}: {error}"
 
 
-def run(storages: list[Storage], port: int, stop: threading.Event) -> None:
+def run(
+    storages: list[SizedStorage], max_raft_state: int, port: int, stop: threading.Event
+) -> None:
     """Run the cluster on ``storages`` until ``stop`` is set. Raises
     ClusterError if a service fails."""
     ready = threading.Event()
     ids = range(len(storages))
     services = [
-        KVService(i, [p for p in ids if p != i], storages[i], ready) for i in ids
+        KVService(i, [p for p in ids if p != i], storages[i], ready, max_raft_state)
+        for i in ids
     ]
     try:
         for service in services:
@@ -169,6 +182,17 @@ def base_port(text: str) -> int:
     return port
 
 
+def byte_count(text: str) -> int:
+    """An argparse type: a number of bytes, 0 or more."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{text} is below 0")
+    return count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the cluster until SIGINT or SIGTERM; return the exit status."""
     stop = threading.Event()
@@ -190,6 +214,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "restarted cluster has its data back; default: in memory",
     )
     parser.add_argument(
+        "--max-raft-state",
+        type=byte_count,
+        default=MAX_RAFT_STATE,
+        metavar="BYTES",
+        help="take a snapshot when a service's Raft state (its log, mostly) "
+        "outgrows BYTES (default: %(default)s, 1 MiB)",
+    )
+    parser.add_argument(
         "--port",
         type=base_port,
         default=0,
@@ -206,9 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.data_dir is None:
-            run([MapStorage() for _ in range(CLUSTER_SIZE)], args.port, stop)
+            storages = [MapStorage() for _ in range(CLUSTER_SIZE)]
+            run(list(storages), args.max_raft_state, args.port, stop)
         else:
-            run_on_disk(args.data_dir, args.port, stop)
+            run_on_disk(args.data_dir, args.max_raft_state, args.port, stop)
     except BlockingIOError:
         print(f"error: {args.data_dir} is in use by another cluster", file=sys.stderr)
         return 1
@@ -218,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run_on_disk(data_dir: Path, port: int, stop: threading.Event) -> None:
+def run_on_disk(
+    data_dir: Path, max_raft_state: int, port: int, stop: threading.Event
+) -> None:
     """Run the cluster on storage in ``data_dir`` until ``stop`` is set."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with locked(data_dir):
@@ -227,7 +262,7 @@ def run_on_disk(data_dir: Path, port: int, stop: threading.Event) -> None:
             SqliteStorage(data_dir / f"service-{i}.sqlite") for i in range(CLUSTER_SIZE)
         ]
         try:
-            run(list(storages), port, stop)
+            run(list(storages), max_raft_state, port, stop)
         finally:
             for storage in storages:
                 storage.close()

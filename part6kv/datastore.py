@@ -2,7 +2,8 @@
 
 Every replica holds one DataStore, and the service's updater thread applies
 each committed command to it in log order. Since all replicas apply the same
-commands in the same order, they all hold the same data.
+commands in the same order, they all hold the same data. A snapshot holds a
+copy of it, which ``restore`` puts back.
 """
 
 from __future__ import annotations
@@ -57,3 +58,13 @@ class DataStore:
             prev = self.data.get(key)
             self.data[key] = (prev or "") + value
         return ("", False) if prev is None else (prev, True)
+
+    def snapshot(self) -> dict[str, str]:
+        """A copy of the data, for a snapshot."""
+        with self.mu:
+            return dict(self.data)
+
+    def restore(self, data: dict[str, str]) -> None:
+        """Replace the data with a snapshot's copy."""
+        with self.mu:
+            self.data = dict(data)

@@ -14,11 +14,16 @@ cluster is shut down even when a check fails::
 Each service serves HTTP on a free port of 127.0.0.1, so two harnesses can
 run at once. Every call made on a client of ``new_client*()`` is recorded:
 ``history()`` returns the calls in the history format of ``tools.lincheck``.
+
+With ``Harness(n, max_raft_state=B)``, each service takes a snapshot when
+its Raft state in storage outgrows B bytes; ``raft_state_size(i)`` and
+``snapshot_size(i)`` tell what service i's storage holds.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 import threading
 import time
@@ -112,12 +117,15 @@ class RecordedClient(KVClient):
 
 
 class Harness:
-    """A cluster of ``n`` connected KVServices, ready to run."""
+    """A cluster of ``n`` connected KVServices, ready to run, each taking a
+    snapshot when its Raft state outgrows ``max_raft_state`` bytes (-1:
+    never)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, max_raft_state: int = -1) -> None:
         if n < 1:
             raise ValueError(f"a cluster needs at least one service, got {n}")
         self.n = n
+        self.max_raft_state = max_raft_state
         # Tells a log reader (tools/raft_check) that a new cluster starts.
         self.tlog(f"New cluster of {n} servers")
         # A service's storage outlives its crashes: a restart gets it back.
@@ -128,7 +136,8 @@ class Harness:
         self.clients: list[RecordedClient] = []
         ready = threading.Event()
         self.services = [
-            KVService(i, self.peer_ids(i), self.storage[i], ready) for i in range(n)
+            KVService(i, self.peer_ids(i), self.storage[i], ready, max_raft_state)
+            for i in range(n)
         ]
         for i in range(n):
             for j in range(n):
@@ -178,6 +187,19 @@ class Harness:
         format of ``tools.lincheck``."""
         return self.recorded.operations_so_far()
 
+    def raft_state_size(self, i: int) -> int:
+        """The bytes service ``i``'s storage holds besides its snapshot:
+        its Raft server's term, vote, base and log."""
+        self.check_id(i)
+        return self.storage[i].size() - self.snapshot_size(i)
+
+    def snapshot_size(self, i: int) -> int:
+        """The bytes of service ``i``'s snapshot in storage (0 if none).
+        part6.raft saves it last in the record under "snapshot"."""
+        self.check_id(i)
+        record = self.storage[i].get("snapshot")
+        return 0 if record is None else len(pickle.loads(record)[-1])
+
     # --- Faults -----------------------------------------------------------
 
     def disconnect_service_from_peers(self, i: int) -> None:
@@ -226,7 +248,9 @@ class Harness:
             raise ValueError(f"service {i} is alive: crash_service() it first")
         self.tlog(f"Restart {i}")
         ready = threading.Event()
-        service = KVService(i, self.peer_ids(i), self.storage[i], ready)
+        service = KVService(
+            i, self.peer_ids(i), self.storage[i], ready, self.max_raft_state
+        )
         port = int(self.addrs[i].rpartition(":")[2])
         try:
             self.addrs[i] = service.serve_http(port)

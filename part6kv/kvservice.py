@@ -27,6 +27,17 @@ A client resends a request whose answer it did not get, with the same ids:
 the session table makes sure it is applied once, however many copies of it
 reach the log.
 
+The log does not grow forever. When the Raft state in storage outgrows
+``max_raft_state`` bytes, the updater snapshots the DataStore and the
+session table, after the entry it just applied, and hands the snapshot to
+Raft, which drops the entries it covers (``take_snapshot``). A snapshot
+comes back on the commit channel as a SnapshotEntry: the saved one when a
+service restarts, the leader's when this replica fell too far behind. The
+updater then replaces both with it (``restore_snapshot``), and goes on
+with the entries after it. The sessions must be in the snapshot: without
+them, a copy of a request whose entry the snapshot replaced would be
+applied again.
+
 Gets go through the log too, so a read sees every write acknowledged
 before it: a leader cut off from the others cannot answer from stale data.
 
@@ -38,12 +49,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import pickle
 import queue
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
-from part6.raft import CommitEntry
+from part6.raft import CommitEntry, SnapshotEntry, StorageFailedError
 from part6.server import Listener, Server
 from part6.storage import Storage
 
@@ -71,6 +84,14 @@ a client's attempt timeout, so the client gives up on it and resends."""
 
 END_OF_COMMITS = CommitEntry(command=None, index=-1, term=-1)
 """Put on the commit channel by shutdown() to end the updater."""
+
+
+class SizedStorage(Storage, Protocol):
+    """A Storage that tells how many bytes it holds."""
+
+    def size(self) -> int:
+        """The total number of bytes of the values stored."""
+        ...
 
 
 @dataclass(frozen=True, repr=False)
@@ -122,17 +143,26 @@ class KVService:
     The Raft consensus module stays dormant until ``ready`` is set, so a
     harness can connect the services first. Its state is kept in
     ``storage``; a service restarted on the same storage rebuilds its
-    DataStore and its sessions by applying the committed log again.
+    DataStore and its sessions from its last snapshot, then applies the
+    committed entries after it. When the Raft state in storage, besides
+    the snapshot, outgrows ``max_raft_state`` bytes, the service takes a
+    snapshot; with -1 it never does.
     """
 
     def __init__(
         self,
         id: int,
         peer_ids: list[int],
-        storage: Storage,
+        storage: SizedStorage,
         ready: threading.Event,
+        max_raft_state: int = -1,
     ) -> None:
         self.id = id
+        self.storage = storage
+        self.max_raft_state = max_raft_state
+        # The length of the snapshot Raft keeps in storage: the last one
+        # this service took or restored. Only the updater uses it.
+        self.snapshot_size = 0
         # mu guards commit_subs: a handler submits and subscribes under it,
         # the updater takes the subscriptions of an index under it.
         self.mu = threading.Lock()
@@ -141,7 +171,7 @@ class KVService:
         self.updater_error: Exception | None = None
         self.datastore = DataStore()
         self.sessions = SessionTable(SESSION_WINDOW, RESPONSE_BUDGET)
-        self.commit_chan: queue.Queue[CommitEntry] = queue.Queue()
+        self.commit_chan: queue.Queue[CommitEntry | SnapshotEntry] = queue.Queue()
         self.raft_server = Server(id, peer_ids, storage, ready, self.commit_chan)
         self.raft_server.serve()
         self.http_server: APIServer | None = None
@@ -286,6 +316,9 @@ class KVService:
         """
         try:
             while (entry := self.commit_chan.get()) is not END_OF_COMMITS:
+                if isinstance(entry, SnapshotEntry):
+                    self.restore_snapshot(entry)
+                    continue
                 command = entry.command
                 request = command.request
                 outcome, value, found = self.sessions.execute(
@@ -307,11 +340,60 @@ class KVService:
                     for subscription in self.commit_subs.pop(entry.index, []):
                         subscription.applied = applied
                         subscription.done.set()
+                if 0 <= self.max_raft_state < self.raft_state_size():
+                    self.take_snapshot(entry.index)
+        except StorageFailedError:
+            # The snapshot could not be saved, and the Raft server stopped
+            # (its log says why): the service stops with it.
+            self.stop_serving()
         except Exception as error:
             log.exception("[kv %d] the updater failed", self.id)
             with self.mu:
                 self.updater_error = error
             self.stop_serving()
+
+    def raft_state_size(self) -> int:
+        """The bytes the Raft server keeps in storage besides its snapshot:
+        its term, vote, base and log."""
+        return self.storage.size() - self.snapshot_size
+
+    def take_snapshot(self, index: int) -> None:
+        """Hand Raft a snapshot of the state after the entry at ``index``,
+        the last one applied, so that it drops the entries up to it.
+
+        Only the updater changes the DataStore and the sessions, and it is
+        here: they stay as they are while they are serialized, and every
+        request waits meanwhile. Raft then saves the snapshot, holding its
+        own lock, before this returns.
+        """
+        data = self.snapshot_state()
+        self.kvlog("takes a snapshot after index %d: %d bytes", index, len(data))
+        self.raft_server.cm.snapshot(index, data)
+        # Had Raft installed a later snapshot meanwhile, it would ignore
+        # this one; but then that one is next on the commit channel, and
+        # restore_snapshot sets the size again.
+        self.snapshot_size = len(data)
+
+    def snapshot_state(self) -> bytes:
+        """The DataStore and the session table, serialized."""
+        return pickle.dumps((self.datastore.snapshot(), *self.sessions.snapshot()))
+
+    def restore_snapshot(self, snapshot: SnapshotEntry) -> None:
+        """Replace the DataStore and the sessions with those of ``snapshot``.
+
+        The entries it covers are not applied here: a handler waiting for
+        one of them will never see what became of its command, so it is
+        answered now (Timeout: the command may have committed).
+        """
+        data, sessions, expired = pickle.loads(snapshot.data)
+        self.datastore.restore(data)
+        self.sessions.restore(sessions, expired)
+        self.snapshot_size = len(snapshot.data)
+        self.kvlog("restores %s", snapshot)
+        with self.mu:
+            for index in [i for i in self.commit_subs if i <= snapshot.index]:
+                for subscription in self.commit_subs.pop(index):
+                    subscription.done.set()
 
     def apply(self, request: Request) -> tuple[str, bool]:
         """Run ``request`` on the DataStore and return its result."""

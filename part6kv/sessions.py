@@ -20,7 +20,10 @@ Two rules make this work.
   same on every replica, so only there is "was this request applied
   before?" answered the same way everywhere. That is also why the table is
   part of the replicated state: each replica builds it from the log, and
-  rebuilds it by replaying the log after a restart.
+  rebuilds it after a restart from its snapshot, then the log after it.
+  So a snapshot holds the table as well as the data: the entries it
+  replaces are gone, and a copy of one of their requests, arriving after
+  the snapshot, must still be recognized.
 * **A client sends one request at a time.** The session holds only the
   client's *last* request. Had a client two requests in flight, the later
   one could be applied first; the earlier one would then be refused as
@@ -189,3 +192,11 @@ class SessionTable:
         with self.mu:
             sessions = {c: replace(s) for c, s in self.sessions.items()}
             return sessions, dict(self.expired)
+
+    def restore(self, sessions: dict[int, Session], expired: dict[int, int]) -> None:
+        """Replace the table with a copy made by ``snapshot``, whose dicts
+        keep the order of the table's: the next to expire first."""
+        with self.mu:
+            self.sessions = OrderedDict((c, replace(s)) for c, s in sessions.items())
+            self.size = sum(session.size for session in self.sessions.values())
+            self.expired = OrderedDict(expired)

@@ -14,6 +14,11 @@ writes its keys.
 A ``set`` that fails (a full disk, a failing one) raises: the consensus
 module then stops, as a crash would, rather than go on with a state it
 could not save.
+
+A snapshot deletes the log entries it covers (``delete``). SQLite reuses
+the pages their rows took for the rows written next, so the file stays as
+large as the most the storage ever held at once: bounded, when snapshots
+bound the log. ``size`` is what the service measures the log by.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ def naming(what: str) -> Iterator[None]:
 
 class SqliteStorage:
     """A Storage kept in the SQLite database file at ``path`` (created if
-    missing). Thread-safe. Each method raises StorageError if SQLite fails."""
+    missing), which tells its size. Thread-safe. Each method raises
+    StorageError if SQLite fails."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = path
@@ -61,6 +67,13 @@ class SqliteStorage:
                     "CREATE TABLE IF NOT EXISTS storage "
                     "(key TEXT PRIMARY KEY, value BLOB NOT NULL)"
                 )
+                # The total length of the values, kept up to date by set
+                # and delete.
+                self.total = int(
+                    self.db.execute(
+                        "SELECT COALESCE(SUM(LENGTH(value)), 0) FROM storage"
+                    ).fetchone()[0]
+                )
             except sqlite3.Error:
                 self.db.close()
                 raise
@@ -68,10 +81,33 @@ class SqliteStorage:
     def set(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key``; it is on disk when this returns."""
         with self.mu, naming(f"a write to {self.path}"):
+            replaced = self.stored_length(key)
             self.db.execute(
                 "INSERT OR REPLACE INTO storage (key, value) VALUES (?, ?)",
                 (key, value),
             )
+            self.total += len(value) - replaced
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` and its value, if it is there; gone from disk when
+        this returns."""
+        with self.mu, naming(f"a write to {self.path}"):
+            deleted = self.stored_length(key)
+            self.db.execute("DELETE FROM storage WHERE key = ?", (key,))
+            self.total -= deleted
+
+    def stored_length(self, key: str) -> int:
+        """The length of the value stored under ``key``, 0 if none. Expects
+        mu held."""
+        row = self.db.execute(
+            "SELECT LENGTH(value) FROM storage WHERE key = ?", (key,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def size(self) -> int:
+        """The total number of bytes of the values stored."""
+        with self.mu:
+            return self.total
 
     def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or None."""

@@ -65,15 +65,16 @@ def new_ids() -> dict[str, int]:
 def committed_copies(
     service: KVService, client_id: int, request_id: int
 ) -> list[tuple[int, int]]:
-    """The entries of ``service``'s committed log that hold request
-    ``request_id`` of ``client_id``: ``(index, id of the service that
-    submitted it)`` each."""
+    """The entries of ``service``'s committed log, after its snapshot, that
+    hold request ``request_id`` of ``client_id``: ``(index, id of the
+    service that submitted it)`` each."""
     cm = service.raft_server.cm
     with cm.mu:
-        committed = cm.log[: cm.commit_index + 1]
+        committed = cm.log[: cm.position(cm.commit_index) + 1]
+        first = cm.last_included_index + 1
     return [
         (index, entry.command.service_id)
-        for index, entry in enumerate(committed)
+        for index, entry in enumerate(committed, start=first)
         if (entry.command.request.client_id, entry.command.request.request_id)
         == (client_id, request_id)
     ]

@@ -1,5 +1,5 @@
 """White-box tests of KVService: the way from a handler to the log and
-back, shutdown, ports, and the delayed response.
+back, snapshots, shutdown, ports, and the delayed response.
 
 Where a test must see a handler's own answer, it sends the request by hand:
 a client would resend it, and its copy could answer in the handler's place.
@@ -15,11 +15,17 @@ from typing import Any
 
 import pytest
 
+from part6.raft import CommitEntry, SnapshotEntry
 from part6.storage import MapStorage
 from part6kv import harness, kvservice
 from part6kv.api import Reply, Request, Status
-from part6kv.harness import Harness
-from part6kv.kvservice import DELAYED_RESPONSE, KVService
+from part6kv.harness import CHECK_DEADLINE, Harness
+from part6kv.kvservice import (
+    DELAYED_RESPONSE,
+    Command,
+    CommitSubscription,
+    KVService,
+)
 from tests.part6kv.helpers import Background, new_ids, wait_until
 from tests.part6kv.test_api import post_json
 
@@ -61,6 +67,51 @@ def test_handler_that_times_out_leaves_no_subscription() -> None:
         reply = post_json(h.service_addr(lid), "/put/", put).json()
         assert reply == {"status": "Timeout", "found": False, "prev_value": ""}
         assert h.services[lid].commit_subs == {}
+
+
+def dormant_service() -> KVService:
+    """A service whose Raft stays dormant: a test puts the entries on its
+    commit channel itself, and its updater applies them."""
+    return KVService(0, [1, 2], MapStorage(), threading.Event())
+
+
+def put_entry(index: int, key: str, value: str) -> CommitEntry:
+    """A committed put, the first request of a client of its own."""
+    client_id = new_ids()["client_id"]
+    request = Request("put", key, value, client_id=client_id, request_id=1)
+    return CommitEntry(Command(request, 0, f"put{index}"), index, 1)
+
+
+def test_snapshot_entry_replaces_the_state_and_answers_the_handlers_it_skips() -> None:
+    source, service = dormant_service(), dormant_service()
+    try:
+        # The source applies two puts; its snapshot covers them.
+        applied = CommitSubscription(1)
+        source.commit_subs[1] = [applied]
+        source.commit_chan.put(put_entry(0, "a", "1"))
+        source.commit_chan.put(put_entry(1, "b", "2"))
+        assert applied.done.wait(CHECK_DEADLINE)
+        snapshot = SnapshotEntry(source.snapshot_state(), 1, 1)
+
+        # The service applied index 0 only, and handlers wait for 1 and 2.
+        service.commit_chan.put(put_entry(0, "a", "0"))
+        skipped, after = CommitSubscription(1), CommitSubscription(2)
+        service.commit_subs.update({1: [skipped], 2: [after]})
+        service.commit_chan.put(snapshot)
+        # Index 1 will never be applied here: its handler is answered now,
+        # with nothing applied (Timeout).
+        assert skipped.done.wait(CHECK_DEADLINE)
+        assert skipped.applied is None
+        assert service.datastore.snapshot() == {"a": "1", "b": "2"}
+        assert service.sessions.snapshot() == source.sessions.snapshot()
+        # The next entry is applied on top of the snapshot.
+        service.commit_chan.put(put_entry(2, "b", "3"))
+        assert after.done.wait(CHECK_DEADLINE)
+        assert after.applied is not None
+        assert (after.applied.value, after.applied.found) == ("2", True)
+    finally:
+        source.shutdown()
+        service.shutdown()
 
 
 def test_shutdown_answers_waiting_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -308,6 +359,54 @@ def test_failed_storage_write_stops_the_service(
         c = h.new_client()
         h.check_put(c, "k", "v")
         h.check_get(c, "k", "v")
+
+
+class SnapshotFailingStorage(MapStorage):
+    """A MapStorage whose writes of a snapshot fail, once
+    ``fail_snapshots()`` was called, as on a full disk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+
+    def fail_snapshots(self) -> None:
+        self.failing = True
+
+    def set(self, key: str, value: bytes) -> None:
+        if self.failing and key == "snapshot":
+            raise OSError(28, "No space left on device")
+        super().set(key, value)
+
+
+def test_failed_snapshot_write_stops_the_service(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(harness, "MapStorage", SnapshotFailingStorage)
+    # A snapshot after every entry.
+    with Harness(3, max_raft_state=0) as h:
+        lid = h.check_single_leader()
+        storage = h.storage[lid]
+        assert isinstance(storage, SnapshotFailingStorage)
+        storage.fail_snapshots()
+
+        # The leader applies the put, but cannot save the snapshot that
+        # follows: its Raft server stops, and the service with it.
+        c = h.new_client()
+        h.check_put(c, "k", "v")
+        service = h.services[lid]
+        # The updater ends once it has stopped the service.
+        service.updater.join(CHECK_DEADLINE)
+        assert not service.updater.is_alive()
+        assert refuses_connections(h.service_addr(lid))
+        error = service.failure()
+        assert isinstance(error, OSError)
+        assert error.errno == 28
+        assert f"[{lid}] becomes Dead: storage write failed" in caplog.text
+        assert "the updater failed" not in caplog.text
+
+        # The others elect a leader among themselves and carry on.
+        h.check_get(c, "k", "v")
+        h.check_put(c, "k", "w")
 
 
 def test_updater_that_raises_stops_its_service(

@@ -5,7 +5,10 @@ service on Raft: concurrent clients on a few keys while the test cuts off
 the leader and random followers, crashes and restarts services, and holds
 answers back so that clients resend. Whatever happened, the history the
 clients saw must be linearizable: that is the contract of part6kv, and
-without exactly-once a resent append would break it.
+without exactly-once a resent append would break it. Every service takes a
+snapshot when its Raft state outgrows MAX_RAFT_STATE bytes, a few entries:
+services cut off or crashed for a while catch up from the leader's
+snapshot, and restarted ones restore their own.
 
 The test draws its faults and the clients' operations from random
 generators whose seed it prints, as ``RAFT_SEED=...``; a failure's message
@@ -65,6 +68,9 @@ FAULT_TIME = 1.5
 
 THINK_TIME = 0.02
 """Longest pause of a client between two calls, in seconds."""
+
+MAX_RAFT_STATE = 1000
+"""Bytes of Raft state after which a service takes a snapshot."""
 
 
 @pytest.fixture
@@ -156,9 +162,10 @@ class Faults:
 
 @contextlib.contextmanager
 def cluster(n: int, seed: int) -> Iterator[Harness]:
-    """A Harness of ``n`` services whose failures tell how to replay the run."""
+    """A Harness of ``n`` services, taking snapshots, whose failures tell how
+    to replay the run."""
     try:
-        with Harness(n) as h:
+        with Harness(n, max_raft_state=MAX_RAFT_STATE) as h:
             yield h
     except BaseException as e:
         e.add_note(f"replay with RAFT_SEED={seed}")
@@ -207,6 +214,7 @@ def test_linearizable_under_partitions_crashes_and_lost_answers(
         history = h.history()
         answered = [op for op in history if op["return"] is not None]
         assert len(answered) >= 100, f"{len(answered)} of {len(history)} answered"
+        assert all(h.snapshot_size(i) > 0 for i in range(h.n))
         assert_linearizable(history, tmp_path / "history.html")
 
 

@@ -1,8 +1,10 @@
 """Tests of ``python -m part6kv``: a cluster in a process of its own,
-stopped with Ctrl-C or killed, and restarted on its data directory."""
+stopped with Ctrl-C or killed, and restarted on its data directory, which
+stays bounded."""
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import random
@@ -18,9 +20,16 @@ from types import TracebackType
 
 import pytest
 
-from part6.raft import AppendEntriesArgs, CommitEntry, ConsensusModule, LogEntry
+from part6.raft import (
+    AppendEntriesArgs,
+    CommitEntry,
+    ConsensusModule,
+    LogEntry,
+    SnapshotEntry,
+)
 from part6kv.kvclient import KVClient, KVTimeoutError
 from part6kv.sqlitestorage import SqliteStorage
+from tests.part6kv.helpers import run_concurrently
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -273,7 +282,7 @@ def plant_entry(path: Path, service_id: int, command: object) -> None:
     ``service_id``, as a leader of term 1 would."""
     storage = SqliteStorage(path)
     peer_ids = [p for p in range(3) if p != service_id]
-    commits: queue.Queue[CommitEntry] = queue.Queue()
+    commits: queue.Queue[CommitEntry | SnapshotEntry] = queue.Queue()
     cm = ConsensusModule(
         service_id, peer_ids, None, storage, threading.Event(), commits
     )
@@ -355,8 +364,73 @@ def test_failed_write_stops_the_cluster(tmp_path: Path) -> None:
         assert cluster.stop(signal.SIGINT) == 0
 
 
+MAX_RAFT_STATE = 64 * 1024
+"""The --max-raft-state of the bounded directory's test."""
+
+DIRECTORY_BOUND = 1024 * 1024
+"""What the directory of a stopped part6kv cluster with MAX_RAFT_STATE
+stays under: each of its three SQLite files holds at most MAX_RAFT_STATE
+bytes of log, the entries of one more round of AppendEntries and a
+snapshot of a few kilobytes, in pages that SQLite fills to half or more."""
+
+ROUND_PUTS = 1_500
+"""Puts in each round of the bounded directory's test: 20,000 would take
+over a minute per round on two cores, and 1,500 add over a megabyte to
+part5kv's directory already."""
+
+ENTRY_BYTES = 200
+"""Less than what a put's log entry takes in part5kv's storage."""
+
+
+def put_round(tmp_path: Path, data_dir: Path, stage: str, *args: str) -> int:
+    """Start ``python -m stage`` on ``data_dir``, have 10 clients put
+    ROUND_PUTS values on 10 keys, stop it with Ctrl-C, and return the size
+    of the directory."""
+    with Cluster(tmp_path, "--data-dir", str(data_dir), *args, stage=stage) as cluster:
+        addrs = cluster.start()
+
+        def put(key: int) -> None:
+            # part5kv's HTTP API is part6kv's: one client does for both.
+            c = KVClient(addrs)
+            for i in range(ROUND_PUTS // 10):
+                c.put(f"k{key}", f"value {i}", timeout=10)
+            c.close()
+
+        run_concurrently([functools.partial(put, key) for key in range(10)])
+        assert cluster.stop(signal.SIGINT) == 0
+    return sum(path.stat().st_size for path in data_dir.iterdir())
+
+
+@pytest.mark.timeout(180)
+def test_data_dir_stays_bounded_where_part5kv_grows(tmp_path: Path) -> None:
+    # Two rounds of puts, each on a cluster started again on the directory
+    # the round before left (part6kv's restores its snapshots).
+    compacted = [
+        put_round(
+            tmp_path,
+            tmp_path / "part6kv",
+            "part6kv",
+            "--max-raft-state",
+            str(MAX_RAFT_STATE),
+        )
+        for _ in range(2)
+    ]
+    growing = [put_round(tmp_path, tmp_path / "part5kv", "part5kv") for _ in range(2)]
+    assert all(size < DIRECTORY_BOUND for size in compacted), compacted
+    # part5kv's log keeps every put, on each of the three services.
+    assert growing[1] - growing[0] > 3 * ROUND_PUTS * ENTRY_BYTES, growing
+
+
 @pytest.mark.parametrize(
-    "args", [["--port", "70000"], ["--port", "x"], ["--data-dir"], ["extra"]]
+    "args",
+    [
+        ["--port", "70000"],
+        ["--port", "x"],
+        ["--data-dir"],
+        ["extra"],
+        ["--max-raft-state", "-1"],
+        ["--max-raft-state", "lots"],
+    ],
 )
 def test_usage_errors_exit_2(args: list[str]) -> None:
     result = subprocess.run(

@@ -16,6 +16,7 @@ from part6.raft import (
     ConsensusModule,
     LogEntry,
     RequestVoteArgs,
+    SnapshotEntry,
 )
 from part6kv.sqlitestorage import SqliteStorage, StorageError
 
@@ -52,6 +53,27 @@ def test_reopened_storage_has_the_data(tmp_path: Path) -> None:
     storage.close()
 
 
+def test_delete_and_size(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    storage = SqliteStorage(path)
+    assert storage.size() == 0
+    storage.set("a", b"xyz")
+    storage.set("b", b"12")
+    assert storage.size() == 5
+    storage.set("a", b"x")  # replaced: its old length no longer counts
+    assert storage.size() == 3
+    storage.delete("b")
+    storage.delete("missing")  # nothing happens
+    assert storage.get("b") is None
+    assert storage.size() == 1
+    storage.close()
+
+    storage = SqliteStorage(path)
+    assert storage.get("b") is None
+    assert storage.size() == 1
+    storage.close()
+
+
 def test_concurrent_sets(tmp_path: Path) -> None:
     storage = SqliteStorage(tmp_path / "s.sqlite")
 
@@ -72,7 +94,7 @@ def test_consensus_module_restores_from_it(tmp_path: Path) -> None:
     # What part6's CM persists comes back in a CM built on the reopened file.
     path = tmp_path / "s.sqlite"
     storage = SqliteStorage(path)
-    commits: queue.Queue[CommitEntry] = queue.Queue()
+    commits: queue.Queue[CommitEntry | SnapshotEntry] = queue.Queue()
     cm = ConsensusModule(0, [1, 2], None, storage, threading.Event(), commits)
     # A dormant CM, driven through its RPC handlers: it votes for server 1
     # in term 3, then takes two entries from it as leader.
@@ -99,6 +121,45 @@ def test_consensus_module_restores_from_it(tmp_path: Path) -> None:
     cm = ConsensusModule(0, [1, 2], None, storage, threading.Event(), commits)
     assert (cm.current_term, cm.voted_for) == (3, 1)
     assert cm.log == entries
+    cm.stop()
+    storage.close()
+
+
+def test_snapshot_deletes_the_entries_it_covers(tmp_path: Path) -> None:
+    # part6's CM deletes from the file the entries its snapshot covers, and
+    # a CM built on the reopened file starts from the snapshot.
+    path = tmp_path / "s.sqlite"
+    storage = SqliteStorage(path)
+    commits: queue.Queue[CommitEntry | SnapshotEntry] = queue.Queue()
+    cm = ConsensusModule(0, [1, 2], None, storage, threading.Event(), commits)
+    # A dormant CM takes three entries from leader 1, two of them committed.
+    append = cm.append_entries(
+        AppendEntriesArgs(
+            term=1,
+            leader_id=1,
+            prev_log_index=-1,
+            prev_log_term=-1,
+            entries=[LogEntry("x", 1), LogEntry("y", 1), LogEntry("z", 1)],
+            leader_commit=1,
+        )
+    )
+    assert append.success
+    assert [commits.get(timeout=5).index for _ in range(2)] == [0, 1]
+    size = storage.size()
+    covered = sum(len(storage.get(f"log/{i}") or b"") for i in (0, 1))
+    cm.snapshot(1, b"state")
+    assert storage.get("log/0") is storage.get("log/1") is None
+    assert storage.get("log/2") is not None
+    # size() follows: the entries deleted, the snapshot's record added.
+    record = storage.get("snapshot") or b""
+    assert storage.size() == size - covered + len(record)
+    cm.stop()
+    storage.close()
+
+    storage = SqliteStorage(path)
+    cm = ConsensusModule(0, [1, 2], None, storage, threading.Event(), commits)
+    assert commits.get(timeout=5) == SnapshotEntry(b"state", 1, 1)
+    assert cm.log == [LogEntry("z", 1)]
     cm.stop()
     storage.close()
 
