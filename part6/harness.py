@@ -333,9 +333,10 @@ class Harness:
             if len(leaders) == 1:
                 ((term, leader_id),) = leaders.items()
                 if term >= min_term:
+                    self.tlog(f"check_single_leader -> {leader_id} (term {term})")
                     return leader_id, term
             if time.monotonic() > deadline:
-                raise AssertionError(
+                raise self.failed_check(
                     f"no single leader (with term >= {min_term}) after "
                     f"{CHECK_DEADLINE}s; leaders by term: {leaders}"
                 )
@@ -349,9 +350,10 @@ class Harness:
             if self.connected[i]:
                 _, term, is_leader = self.cluster[i].cm.report()
                 if is_leader:
-                    raise AssertionError(
+                    raise self.failed_check(
                         f"server {i} is leader in term {term}; want none"
                     )
+        self.tlog("check_no_leader: ok")
 
     def submit_to_server(self, server_id: int, command: Any) -> int:
         """Submit ``command`` to a server; return its log index, or -1 if
@@ -364,6 +366,20 @@ class Harness:
         """Wait until every connected server has delivered the same number of
         commands, ``command`` among them; return the number of connected
         servers and the command's index."""
+        nc, index = self.wait_committed(command)
+        self.tlog(f"check_committed({command!r}) -> {nc} servers, index {index}")
+        return nc, index
+
+    def check_committed_n(self, command: Any, n: int) -> None:
+        """Check that ``command`` is committed, by exactly ``n`` servers."""
+        nc, index = self.wait_committed(command)
+        if nc != n:
+            raise self.failed_check(f"command {command!r} committed by {nc}, want {n}")
+        self.tlog(f"check_committed_n({command!r}, {n}): ok (index {index})")
+
+    def wait_committed(self, command: Any) -> tuple[int, int]:
+        """``check_committed`` without its log line, for the checks that log
+        their own outcome."""
         deadline = time.monotonic() + CHECK_DEADLINE
         while True:
             with self.mu:
@@ -374,18 +390,12 @@ class Harness:
                 if len(lengths) == 1 and len(indices) == 1 and -1 not in indices:
                     return len(connected), indices.pop()
                 if time.monotonic() > deadline:
-                    raise AssertionError(
+                    raise self.failed_check(
                         f"command {command!r} not committed by every connected "
                         f"server {connected} after {CHECK_DEADLINE}s; "
                         f"commands delivered: {self.delivered_commands()}"
                     )
             time.sleep(POLL_INTERVAL)
-
-    def check_committed_n(self, command: Any, n: int) -> None:
-        """Check that ``command`` is committed, by exactly ``n`` servers."""
-        nc, _ = self.check_committed(command)
-        if nc != n:
-            raise AssertionError(f"command {command!r} committed by {nc}, want {n}")
 
     def check_not_committed(self, command: Any) -> None:
         """Fail if any server has delivered ``command``."""
@@ -394,10 +404,11 @@ class Harness:
             for i in range(self.n):
                 index = self.index_of(command, i)
                 if index != -1:
-                    raise AssertionError(
+                    raise self.failed_check(
                         f"command {command!r} committed by server {i} at "
                         f"index {index}; want it not committed"
                     )
+        self.tlog(f"check_not_committed({command!r}): ok")
 
     def watch_elections(self, cm: ConsensusModule) -> None:
         """Have ``cm`` tell the harness each time it becomes leader.
@@ -448,13 +459,14 @@ class Harness:
                     continue
                 held = leader.log[index] if index < len(leader.log) else None
                 if held != LogEntry(entry.command, entry.term):
+                    has = "no entry" if held is None else held
                     self.violation(
                         "Leader Completeness",
                         (leader.server,),
                         leader.term,
                         index,
                         f"server {leader.server} became leader in term "
-                        f"{leader.term} with {held} at index {index}, but "
+                        f"{leader.term} with {has} at index {index}, but "
                         f"{entry} was committed there (delivered by server "
                         f"{delivery.server} when the latest leader's term was "
                         f"{delivery.max_leader_term})",
@@ -595,8 +607,9 @@ class Harness:
         deadline = time.monotonic() + CHECK_DEADLINE
         while not condition():
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting until {what}")
+                raise self.failed_check(f"timed out waiting until {what}")
             time.sleep(POLL_INTERVAL)
+        self.tlog(f"wait_until({what!r}): ok")
 
     def violations(self) -> list[Violation]:
         """The safety violations found so far."""
@@ -649,6 +662,13 @@ class Harness:
         """Log a message of the test itself, as ``[TEST] message``; the
         tools read some of them back (docs/log-format.md)."""
         log.debug("[TEST] %s", message)
+
+    def failed_check(self, message: str) -> AssertionError:
+        """Log that a check failed, and return the error to raise. (Each
+        check logs its outcome, so that a test's log shows what it checked:
+        ``check_single_leader -> 1 (term 4)``.)"""
+        self.tlog(f"check failed: {message}")
+        return AssertionError(message)
 
     def check_id(self, id: int) -> None:
         """Raise ValueError for an id that is not in the cluster."""

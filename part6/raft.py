@@ -378,8 +378,9 @@ class ConsensusModule:
         on commit_chan after stop() returns.
         """
         with self.mu:
-            self.state = CMState.DEAD
-            self.dlog("becomes Dead")
+            if self.state != CMState.DEAD:  # else a failed write stopped it
+                self.state = CMState.DEAD
+                self.dlog("becomes Dead")
             self.wakeup.notify_all()
             self.new_commit_ready.notify_all()
         # Wait until a delivery in progress is over.

@@ -180,10 +180,10 @@ dozen come and go."""
 
 
 def test_figure8(seed: int, snapshot_every: int) -> None:
-    # Figure 8 of the paper: entries of an old term, stored on a majority,
-    # can still be overwritten. Submit to whoever leads, then crash it at
-    # once, with high probability, before it can commit; restart servers to
-    # keep a majority up. Leaders come and go, each with its own entries.
+    """Figure 8 of the paper: entries of an old term, stored on a majority,
+    can still be overwritten. Submit to whoever leads, then crash it at
+    once, with high probability, before it can commit; restart servers to
+    keep a majority up. Leaders come and go, each with its own entries."""
     rng = random.Random(seed)
     with cluster(5, seed, snapshot_every) as h:
         one(h, "first", 1)
@@ -216,9 +216,9 @@ def test_figure8(seed: int, snapshot_every: int) -> None:
 def test_figure8_unreliable(
     seed: int, snapshot_every: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The same over a network that loses and delays messages, partitioning
-    # leaders away instead of crashing them: they live on, and keep taking
-    # commands that can never be committed.
+    """Figure 8 over a network that loses and delays messages, partitioning
+    leaders away instead of crashing them: they live on, and keep taking
+    commands that can never be committed."""
     monkeypatch.setenv("RAFT_UNRELIABLE_RPC", "1")
     rng = random.Random(seed)
     with cluster(5, seed, snapshot_every) as h:
@@ -287,8 +287,8 @@ def heal(h: Harness) -> None:
 def test_churn(
     seed: int, snapshot_every: int, monkeypatch: pytest.MonkeyPatch, unreliable: bool
 ) -> None:
-    # Three clients keep submitting while servers crash, restart, leave and
-    # come back. A value a client saw committed must survive all of it.
+    """Three clients keep submitting while servers crash, restart, leave and
+    come back. A value a client saw committed must survive all of it."""
     if unreliable:
         monkeypatch.setenv("RAFT_UNRELIABLE_RPC", "1")
     rng = random.Random(seed)
@@ -389,10 +389,10 @@ def one_after_backup(
 
 
 def test_backup(seed: int, snapshot_every: int) -> None:
-    # A leader and a follower, cut off, take commands that cannot commit;
-    # the other three commit as many of their own meanwhile. When the two
-    # come back, a leader must replace their divergent suffix quickly. Then
-    # the same again with the roles changed.
+    """A leader and a follower, cut off, take commands that cannot commit;
+    the other three commit as many of their own meanwhile. When the two
+    come back, a leader must replace their divergent suffix quickly. Then
+    the same again with the roles changed."""
     rng = random.Random(seed)
     lost1, lost2, kept1, kept2 = (
         [f"{name}-{k}" for k in range(rng.randint(30, 60))]
@@ -458,10 +458,10 @@ ROUNDS = 10
 
 
 def test_persistence_torture(seed: int, snapshot_every: int) -> None:
-    # All servers crash, one after the other, and restart, again and again,
-    # while clients submit. Terms, votes and logs come back from storage;
-    # the volatile commit index does not, yet nothing committed is lost and
-    # the restarted cluster commits again.
+    """All servers crash, one after the other, and restart, again and again,
+    while clients submit. Terms, votes and logs come back from storage;
+    the volatile commit index does not, yet nothing committed is lost and
+    the restarted cluster commits again."""
     rng = random.Random(seed)
     with cluster(5, seed, snapshot_every) as h:
         with clients(h, 2) as running:

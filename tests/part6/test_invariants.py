@@ -2,12 +2,14 @@
 
 Each test installs a deliberately broken ConsensusModule in the harness's
 servers, drives the cluster into a state where the bug surely shows, and
-asserts that the harness's continuous checks report it (the test fails),
-naming the servers, terms and indices involved. Part 3's planted bugs come
-first; then those of log compaction, which the checks catch across
-snapshots: an off-by-one at the base, and a restarted server that forgets
-its snapshot. (The third, the log cut persisted before the snapshot, is
-caught by the crash test of test_persistence.py.)
+asserts that both checkers report it, naming the servers, terms and indices
+involved: the harness's continuous checks (the test fails) and
+``tools.raft_check`` run on the test's log. Both report violations as data,
+which the tests compare. Part 3's planted bugs come first; then those of
+log compaction, which the checks catch across snapshots: an off-by-one at
+the base, and a restarted server that forgets its snapshot. (The third, the
+log cut persisted before the snapshot, is caught by the crash test of
+test_persistence.py.)
 
 The scenarios force who can win each election by cutting single links
 (``Server.disconnect_peer``) and dropping a server's outgoing calls, so the
@@ -17,13 +19,13 @@ outcome does not depend on which election timer fires first.
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 import pytest
 
 import part6.server
-from part6.harness import Harness, SafetyViolationError, Violation
+from part6.harness import Harness, Leadership, SafetyViolationError, Violation
 from part6.raft import (
     AppendEntriesArgs,
     CMState,
@@ -35,7 +37,7 @@ from part6.raft import (
     RequestVoteReply,
     SnapshotEntry,
 )
-from tools.raft_check import PLANTED_BUG
+from tools.raft_check import PLANTED_BUG, check_lines
 
 
 class DoubleVoteCM(ConsensusModule):
@@ -88,25 +90,45 @@ class DoubleDeliveryCM(ConsensusModule):
         self.commit_chan = Twice(self.commit_chan)
 
 
+class Reported(Protocol):
+    """A violation as either checker reports it."""
+
+    @property
+    def prop(self) -> str: ...
+    @property
+    def servers(self) -> tuple[int, ...]: ...
+    @property
+    def term(self) -> int | None: ...
+    @property
+    def index(self) -> int | None: ...
+    @property
+    def message(self) -> str: ...
+
+
 def has_violation(h: Harness, prop: str) -> bool:
     """True once the harness has recorded a violation of ``prop``."""
     return any(v.prop == prop for v in h.violations())
 
 
-def of(prop: str, violations: list[Violation]) -> list[Violation]:
+def of(prop: str, violations: Iterable[Reported]) -> list[Reported]:
     """The violations of ``prop``."""
     return [v for v in violations if v.prop == prop]
 
 
-def leaders_by_term(violations: list[Violation]) -> dict[int | None, set[int]]:
+def leaders_by_term(violations: Iterable[Reported]) -> dict[int | None, set[int]]:
     """Per term, every server an Election Safety violation names as one of
-    its leaders. (Which leader of a term counts as the first depends on
-    which election the harness saw won first; the set of leaders is what
-    the property is about.)"""
+    its leaders. (Which leader of a term counts as the first depends on who
+    looks: the harness and the log may see two elections won at once in
+    either order; the set of leaders is what the property is about.)"""
     leaders: dict[int | None, set[int]] = {}
     for v in of("Election Safety", violations):
         leaders.setdefault(v.term, set()).update(v.servers)
     return leaders
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> list[Reported]:
+    """What tools.raft_check finds in the test's log."""
+    return list(check_lines(caplog.text.splitlines()).violations)
 
 
 def cut_link(h: Harness, from_id: int, to_id: int) -> None:
@@ -166,7 +188,7 @@ def two_leaders_in_one_term(h: Harness) -> None:
 
 
 def test_election_safety_violation_is_caught(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A correct server refuses the second candidate; this one grants both
     # votes, and both candidates win. (That may happen in the very first
@@ -177,6 +199,7 @@ def test_election_safety_violation_is_caught(
     reported = leaders_by_term(found)
     assert reported, found
     assert all(len(servers) >= 2 for servers in reported.values()), found
+    assert leaders_by_term(logged(caplog)) == reported
 
 
 def figure8(h: Harness) -> None:
@@ -220,7 +243,7 @@ def figure8(h: Harness) -> None:
 
 
 def test_leader_completeness_and_state_machine_safety_violations_are_caught(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A correct leader commits an entry of an earlier term only together
     # with one of its own, so "e" would not be committed.
@@ -238,6 +261,15 @@ def test_leader_completeness_and_state_machine_safety_violations_are_caught(
     overwritten = of("State Machine Safety", found)
     assert any(v.servers[0] == x and v.index == 0 for v in overwritten), found
 
+    # The log shows the same: x leads without "e", and delivers over it.
+    in_log = logged(caplog)
+    assert any(
+        v.servers == (x,) and v.index == 0 for v in of("Leader Completeness", in_log)
+    ), in_log
+    assert any(
+        v.servers[0] == x and v.index == 0 for v in of("State Machine Safety", in_log)
+    ), in_log
+
 
 def double_delivery(h: Harness) -> None:
     """Commit one command."""
@@ -247,7 +279,7 @@ def double_delivery(h: Harness) -> None:
 
 
 def test_delivery_order_violation_is_caught(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     found = run_planted_bug(
         monkeypatch, DoubleDeliveryCM, "delivers each entry twice", double_delivery
@@ -255,6 +287,33 @@ def test_delivery_order_violation_is_caught(
     twice = of("Delivery order", found)
     assert twice, found
     assert {v.index for v in twice} == {0}
+    assert {v.servers for v in twice} <= {
+        v.servers for v in of("Delivery order", logged(caplog))
+    }
+
+
+def test_a_later_leader_without_a_committed_entry_is_said_to_hold_no_entry() -> None:
+    # The check itself, fed a leadership as watch_elections would: a leader
+    # of a later term whose log lacks the committed entry at index 0.
+    h = Harness(1)
+    try:
+        leader, term = h.check_single_leader()
+        assert h.submit_to_server(leader, 5) == 0
+        h.check_committed_n(5, 1)
+        h.record_leader(Leadership(leader, term + 1, ()))
+    finally:
+        h.shutdown()
+    (found,) = h.violations()
+    assert (found.prop, found.servers, found.term, found.index) == (
+        "Leader Completeness",
+        (leader,),
+        term + 1,
+        0,
+    )
+    assert found.message.startswith(
+        f"server {leader} became leader in term {term + 1} with no entry at "
+        "index 0, but CommitEntry(command=5, index=0, "
+    )
 
 
 # --- Log compaction -------------------------------------------------------
@@ -337,7 +396,7 @@ def follower_needs_the_base_entry(h: Harness) -> None:
 
 
 def test_an_off_by_one_at_the_base_is_caught(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     found = run_planted_bug(
         monkeypatch,
@@ -351,6 +410,9 @@ def test_an_off_by_one_at_the_base_is_caught(
     assert wrong, found
     assert {v.index for v in wrong} == {9}
     assert all("command=11" in v.message for v in wrong), wrong
+    # The log shows the same delivery.
+    in_log = of("State Machine Safety", logged(caplog))
+    assert {v.index for v in in_log} == {9}, in_log
 
 
 class ForgetsItsSnapshotCM(ConsensusModule):
@@ -386,7 +448,7 @@ def restart_all(h: Harness) -> None:
 
 
 def test_a_server_that_forgets_its_snapshot_is_caught(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     found = run_planted_bug(
         monkeypatch,
@@ -400,3 +462,6 @@ def test_a_server_that_forgets_its_snapshot_is_caught(
     incomplete = of("Leader Completeness", found)
     assert {v.index for v in incomplete} == set(range(12)), found
     assert "with LogEntry(command=10, " in incomplete[0].message
+    # The log shows the same: its "becomes Leader" line has no base.
+    in_log = of("Leader Completeness", logged(caplog))
+    assert {v.index for v in in_log} == set(range(12)), in_log

@@ -359,7 +359,9 @@ def test_a_leader_whose_write_fails_accepts_no_more_commands() -> None:
     assert restore(storage).log == (LogEntry("a", 0),)
 
 
-def test_a_failed_write_is_reported_as_no_answer() -> None:
+def test_a_failed_write_is_reported_as_no_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     storage = FailingStorage(fail_at=0)
     cm = ConsensusModule(0, [1, 2], None, storage, threading.Event(), queue.Queue())
     try:
@@ -367,6 +369,11 @@ def test_a_failed_write_is_reported_as_no_answer() -> None:
             cm.request_vote(RequestVoteArgs(1, 1, -1, -1))
     finally:
         cm.stop()
+    # The log says once that it died, and why; stop() found it dead already.
+    deaths = [m for r in caplog.records if "becomes Dead" in (m := r.getMessage())]
+    assert deaths == [
+        "[0] becomes Dead: storage write failed: [Errno 28] No space left on device"
+    ]
 
 
 def test_a_leader_whose_write_fails_stops_and_a_restart_recovers(

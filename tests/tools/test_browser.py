@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from tests.tools.test_cluster import SNAPSHOT_LINES
 from tools.raft_testlog_viz import browser as viz_browser
 from tools.raft_testlog_viz.assets import (
     MARKER_COLOURS,
@@ -190,6 +191,13 @@ def expected_panel(
     boxes = []
     for k, term in enumerate(view.log):
         if k < first:
+            continue
+        if k < view.base:
+            boxes.append(["", "s"])
+            continue
+        if k == view.base:
+            done = " ci" if k == view.commit_index else ""
+            boxes.append([str(view.base_term), f"t{view.base_term % 10} c{done} sb"])
             continue
         if term is None:
             boxes.append(["?", "q"])
@@ -603,6 +611,25 @@ def test_a_fail_page_says_why_at_the_top(
     save_screenshot(browser, tmp_path / "fail-violation.png")
 
 
+def test_a_page_draws_each_servers_snapshot_before_its_log(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    run = parse_log(["=== RUN test_s", *SNAPSHOT_LINES, "--- PASS: test_s (1.00s)"])
+    site = write_site(run, tmp_path)
+    timeline = build_timeline(run.tests[0])
+    history = build_history(timeline)
+    browser.get(site.pages[0].url)
+    last = len(timeline.rows) - 1
+    choose_row(browser, last)
+    check_panel(browser, history, last)
+    views = history.at(last)
+    assert [views[s].base for s in (0, 1, 2)] == [1, 1, 1]
+    save_screenshot(browser, tmp_path / "snapshots.png")
+    # Before the snapshots, no band.
+    choose_row(browser, 0)
+    check_panel(browser, history, 0)
+
+
 def test_the_log_of_a_cluster_run_by_hand_opens_before_the_end(
     browser: WebDriver, hand_run_log: Path, tmp_path: Path
 ) -> None:
@@ -691,6 +718,55 @@ def test_the_cluster_panel_shows_states_it_is_given(
     browser.execute_script("window.panel.showCommands(true)")
     boxes = browser.execute_script(PANEL.replace("#cluster", "#panel"))[0][3]
     assert [text for text, _ in boxes] == ["cmd0/1", "cmd1/2"]
+    browser.execute_script("window.panel.showCommands(false)")
+
+    # Part 6: the snapshot of each server, a band up to its last entry (the
+    # base), drawn before the log boxes after it.
+    browser.execute_script(
+        "window.show(arguments[0], arguments[1])",
+        [
+            {
+                "state": "L",
+                "term": 3,
+                "log": [1, 1, 2, 3],
+                "commit": 3,
+                "peers": [[1, [4, 3]]],
+                "cut": None,
+                "base": 1,
+                "baseTerm": 1,
+            },
+            {
+                "state": "F",
+                "term": 3,
+                "log": [None, None, 2],
+                "commit": 2,
+                "peers": [],
+                "cut": None,
+                "base": 2,
+                "baseTerm": 2,
+            },
+            {"state": "D", "term": 1, "log": [], "commit": -1, "peers": []},
+        ],
+        [2],
+    )
+    shown = browser.execute_script(PANEL.replace("#cluster", "#panel"))
+    assert [line[3] for line in shown] == [
+        [["", "s"], ["1", "t1 c sb"], ["2", "t2 u"], ["3", "t3 u ci"]],
+        [["", "s"], ["", "s"], ["2", "t2 c ci sb"]],
+    ]
+    save_screenshot(browser, tmp_path / "panel-snapshots.png")
+    # Hovered, a box of the band says whose snapshot it is in.
+    title = browser.execute_script(
+        """
+        const box = document.querySelector("#panel .logs .ln[data-s='1'] i");
+        box.dispatchEvent(new MouseEvent("mouseover", {bubbles: true}));
+        return box.title;
+        """
+    )
+    assert title == (
+        "index 0: in server 1's snapshot, which covers every entry up to "
+        "index 2 (term 2)"
+    )
 
 
 def test_the_benchmark_times_pages_in_the_browser(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from part3.harness import CHECK_DEADLINE, POLL_INTERVAL, Harness, sleep_ms
+from part6.harness import Harness as Harness6
 from tests.tools.conftest import PART3_TESTS
 from tools.raft_testlog_viz.cluster import History, LogOp, Truncation, build_history
 from tools.raft_testlog_viz.parse import RunLog, parse_log
@@ -22,7 +23,7 @@ def history_of(*lines: str) -> tuple[Timeline, History]:
     return timeline, build_history(timeline)
 
 
-def commit(h: Harness, command: Any, servers: int) -> None:
+def commit(h: Harness | Harness6, command: Any, servers: int) -> None:
     """Get ``command`` delivered by ``servers`` servers: submit it to whoever
     leads, again if that leader lost it, until CHECK_DEADLINE."""
     deadline = time.monotonic() + CHECK_DEADLINE
@@ -311,3 +312,162 @@ def test_key_value_lines_do_not_change_the_raft_state() -> None:
     assert timeline.servers == [0]
     assert history.at(1)[0].state == State.FOLLOWER
     assert not history.has_log
+
+
+# --- Snapshots (part6) --------------------------------------------------------
+
+
+def entries(*terms: int, first: int = 0) -> str:
+    """A logged list of LogEntry, commands named by their index."""
+    return ", ".join(
+        f"LogEntry(command={first + k}, term={t})" for k, t in enumerate(terms)
+    )
+
+
+def appended(server: int, prev: int, *terms: int) -> list[str]:
+    """A follower's lines as it takes entries of ``terms`` after ``prev``."""
+    args = (
+        f"AppendEntriesArgs(term={max(terms)}, leader_id=0, prev_log_index={prev}, "
+        f"prev_log_term=1, entries=[{entries(*terms, first=prev + 1)}], "
+        "leader_commit=-1)"
+    )
+    return [
+        f"12:00:00.000500 [{server}] AppendEntries: {args}",
+        f"12:00:00.000500 [{server}] ... inserting entries from index {prev + 1}",
+    ]
+
+
+def submitted(*commands: str) -> list[str]:
+    """Leader 0's lines as it appends ``commands`` from index 0 on."""
+    return [
+        line
+        for k, command in enumerate(commands)
+        for line in (
+            f"12:00:00.000100 [0] Submit received by Leader: {command}",
+            f"12:00:00.000100 [0] ... log index={k}",
+        )
+    ]
+
+
+_INSTALL = (
+    "InstallSnapshotArgs(term=2, leader_id=0, last_included_index=1, "
+    "last_included_term=2, data=<40 bytes>)"
+)
+SNAPSHOT_LINES = [
+    "12:00:00.000000 [0] becomes Leader; term=2, lastIncludedIndex=-1, "
+    "lastIncludedTerm=-1, log=[]",
+    *submitted("a", "b", "c"),
+    "12:00:00.001000 [0] leader sets commitIndex := 2",
+    "12:00:00.002000 [0] snapshot at index 1 (term 2)",
+    "12:00:00.002000 [0] snapshot at index 0 ignored: the base is already 1",
+    # Follower 1 holds the snapshot's last entry: its log after it stays.
+    *appended(1, -1, 2, 2, 2),
+    f"12:00:00.003000 [1] InstallSnapshot: {_INSTALL}",
+    "12:00:00.003000 [1] ... installing snapshot at index 1 (term 2), "
+    "keeping the log after it",
+    # Follower 2 holds nothing: its log ends with the snapshot's last
+    # entry, of which it knows only the term.
+    f"12:00:00.004000 [2] InstallSnapshot: {_INSTALL}",
+    "12:00:00.004000 [2] ... installing snapshot at index 1 (term 2), "
+    "discarding the log",
+    "12:00:00.005000 [0] InstallSnapshot reply from 2: nextIndex=2, matchIndex=1",
+]
+"""A leader of term 2 appends three entries, commits them and snapshots up
+to index 1; follower 1, which holds them, and follower 2, which holds
+none, install its snapshot."""
+
+
+def test_a_snapshot_sets_the_base_and_keeps_the_log_indexed_from_0() -> None:
+    timeline, history = history_of(*SNAPSHOT_LINES)
+    end = history.at(len(timeline.rows) - 1)
+    assert (end[0].base, end[0].base_term, end[0].log) == (1, 2, [2, 2, 2])
+    assert (end[0].next_index[2], end[0].match_index[2]) == (2, 1)
+    # A follower's commit index becomes the snapshot's last index.
+    assert (end[1].base, end[1].log, end[1].commit_index) == (1, [2, 2, 2], 1)
+    assert (end[2].base, end[2].log, end[2].commit_index) == (1, [None, 2], 1)
+    assert history.truncations == []
+    assert history.contradictions == []
+
+
+def test_a_discarded_log_is_written_over() -> None:
+    _, history = history_of(
+        *appended(1, -1, 1, 2, 2),
+        # The leader's entry at index 1 is of term 3: ours and the rest go.
+        "12:00:00.001000 [1] ... installing snapshot at index 1 (term 3), "
+        "discarding the log",
+    )
+    assert history.at(2)[1].log == [1, 3]
+    assert history.truncations == [Truncation(2, 1, 1, (2, 2))]
+    assert history.contradictions == []
+
+
+def test_a_leader_or_a_restarted_server_logs_its_log_after_its_base() -> None:
+    _, history = history_of(
+        *appended(0, -1, 1, 1, 1, 1, 2, 3),
+        "12:00:00.001000 [0] snapshot at index 4 (term 2)",
+        "12:00:00.002000 [TEST] Crash 0",
+        "12:00:00.002000 [0] becomes Dead",
+        "12:00:00.003000 [TEST] Restart 0",
+        "12:00:00.003000 [0] restored from storage: currentTerm=3, votedFor=0, "
+        f"lastIncludedIndex=4, lastIncludedTerm=2, log=[{entries(3, first=5)}]",
+        "12:00:00.004000 [0] becomes Leader; term=4, lastIncludedIndex=4, "
+        f"lastIncludedTerm=2, log=[{entries(3, first=5)}]",
+    )
+    restored, leader = history.at(6)[0], history.at(7)[0]
+    assert (restored.base, restored.base_term) == (4, 2)
+    assert restored.log == [1, 1, 1, 1, 2, 3]
+    # The snapshot is committed: the commit index starts at its base.
+    assert restored.commit_index == 4
+    assert (leader.state, leader.base, leader.log) == (
+        State.LEADER,
+        4,
+        [1, 1, 1, 1, 2, 3],
+    )
+    assert history.contradictions == []
+    # A line that shows another log after the base is a contradiction.
+    _, other = history_of(
+        *appended(0, -1, 1, 1),
+        "12:00:00.001000 [0] becomes Leader; term=4, lastIncludedIndex=0, "
+        f"lastIncludedTerm=1, log=[{entries(4, first=1)}]",
+    )
+    assert other.contradictions == [(2, "server 0 log as leader differs from index 1")]
+
+
+def test_a_real_part6_run_ends_as_its_servers_did(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A follower is cut off while the others commit past their snapshots,
+    # and comes back to the leader's InstallSnapshot; then a server
+    # restarts from its own snapshot.
+    with Harness6(3, snapshot_every=5) as h:
+        commit(h, "first", 3)
+        leader, _ = h.check_single_leader()
+        follower = (leader + 1) % 3
+        h.disconnect_peer(follower)
+        for k in range(12):
+            commit(h, f"while cut off {k}", 2)
+        h.reconnect_peer(follower)
+        commit(h, "all together", 3)
+        other = (leader + 2) % 3
+        h.crash_peer(other)
+        commit(h, "while one is down", 2)
+        h.restart_peer(other)
+        commit(h, "last", 3)
+    cms = [server.cm for server in h.cluster]
+
+    run = parse_log(["=== RUN test_x", *caplog.text.splitlines(), "--- PASS: test_x"])
+    timeline = build_timeline(run.tests[0])
+    history = build_history(timeline)
+    assert history.contradictions == []
+    assert any("InstallSnapshot" in e.message for e in run.tests[0].entries)
+    views = history.at(len(timeline.rows) - 1)
+    for i, cm in enumerate(cms):
+        view = views[i]
+        assert (view.base, view.base_term) == (
+            cm.last_included_index,
+            cm.last_included_term,
+        )
+        assert cm.last_included_index >= 0
+        assert view.log[cm.last_included_index + 1 :] == [e.term for e in cm.log]
+        assert view.commit_index == cm.commit_index
+        assert view.term == cm.current_term

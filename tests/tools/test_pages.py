@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from tools.raft_testlog_viz.assets import asset
+from tools.raft_testlog_viz.assets import MESSAGE_COLOURS, asset
 from tools.raft_testlog_viz.cluster import build_history
 from tools.raft_testlog_viz.pages import (
     CHUNK_ROWS,
@@ -467,3 +467,28 @@ def test_a_log_without_test_lines_opens_before_its_servers_stop() -> None:
         "12:00:00.400100 [1] becomes Dead",
     )
     assert page_data(render_page(build_timeline(test)))["open"] == 3
+
+
+def test_each_kind_of_message_has_its_colour() -> None:
+    args = {
+        "RequestVote": "RequestVoteArgs(term=2)",
+        "AppendEntries": "AppendEntriesArgs(term=2, entries=[LogEntry(1, 2)])",
+        "heartbeat": "AppendEntriesArgs(term=2, entries=[])",
+        "InstallSnapshot": "InstallSnapshotArgs(term=2, data=<9 bytes>)",
+        "other": "Ping()",
+    }
+    test = one_test(
+        *(
+            f"12:00:00.00{k}000 [0] rpc 0.{k} send to 1: {text}"
+            for k, text in enumerate(args.values())
+        )
+    )
+    html = render_page(build_timeline(test))
+    data = page_data(html)
+    # The page draws a message in the colour its kind's code picks.
+    drawn = [data["colours"][m[3]] for m in data["msgs"]]
+    assert drawn == [MESSAGE_COLOURS[kind] for kind in args]
+    assert len(set(drawn)) == len(args)
+    # ... and the legend says which is which.
+    for kind, colour in MESSAGE_COLOURS.items():
+        assert f"<i class=arrow style=background:{colour}></i>{kind}" in html

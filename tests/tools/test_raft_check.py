@@ -169,6 +169,95 @@ def test_violations_carry_the_line_number_in_the_input() -> None:
     ]
 
 
+# --- Snapshots (part6) --------------------------------------------------------
+
+
+def based_leader(
+    server: int, term: int, base: int, base_term: int, *log: tuple[str, int]
+) -> str:
+    """A part6 CM's "becomes Leader" line: its base, and its log after it."""
+    entries = ", ".join(f"LogEntry(command={c}, term={t})" for c, t in log)
+    return (
+        f"[{server}] becomes Leader; term={term}, lastIncludedIndex={base}, "
+        f"lastIncludedTerm={base_term}, log=[{entries}]"
+    )
+
+
+def got_snapshot(server: int, index: int, term: int) -> str:
+    """The harness's line for a delivered snapshot."""
+    return (
+        f"[TEST] collect_commits({server}) got "
+        f"SnapshotEntry(data=<40 bytes>, index={index}, term={term})"
+    )
+
+
+def test_a_correct_run_with_snapshots_has_no_violation() -> None:
+    assert (
+        found(
+            "[TEST] New cluster of 3 servers",
+            based_leader(0, 1, -1, -1),
+            got(0, "5", 0, 1),
+            got(0, "6", 1, 1),
+            got(0, "7", 2, 1),
+            "[TEST] Crash 0",
+            "[TEST] Restart 0",
+            # The new incarnation hands its service its snapshot first, then
+            # the entries after it.
+            got_snapshot(0, 1, 1),
+            got(0, "7", 2, 1),
+            # Server 1 lagged: the leader's snapshot replaces what it lacks.
+            got(1, "5", 0, 1),
+            got_snapshot(1, 2, 1),
+            got(1, "8", 3, 1),
+            # A leader whose snapshot covers up to index 1 holds the rest.
+            based_leader(1, 2, 1, 1, ("7", 1), ("8", 1)),
+            got(0, "8", 3, 1),
+        )
+        == []
+    )
+
+
+def test_a_leader_after_a_snapshot_is_checked_at_absolute_indices() -> None:
+    assert found(
+        based_leader(0, 1, -1, -1),
+        got(0, "5", 0, 1),
+        got(0, "6", 1, 1),
+        got(0, "7", 2, 1),
+        # Its log after the base (index 1) holds 9 where 7 was committed.
+        based_leader(1, 2, 1, 1, ("9", 2)),
+        # Its base is of another term than the entry committed there.
+        based_leader(2, 3, 1, 2, ("7", 1)),
+    ) == [
+        "line 5: Leader Completeness: server 1 became leader in term 2 with "
+        "command 9 of term 2 at index 2, but command 7 of term 1 was committed "
+        "there (delivered by server 0 on line 4, when the latest leader's term "
+        "was 1)",
+        "line 6: Leader Completeness: server 2 became leader in term 3 with a "
+        "snapshot up to index 1 of term 2, but command 6 of term 1 was "
+        "committed there (delivered by server 0 on line 3, when the latest "
+        "leader's term was 1)",
+    ]
+
+
+def test_a_snapshot_is_checked_against_the_deliveries_it_covers() -> None:
+    assert found(
+        got(0, "5", 0, 1),
+        got(0, "6", 1, 1),
+        got_snapshot(1, 1, 2),  # index 1 was of term 1
+        got(0, "7", 2, 1),
+        got_snapshot(0, 1, 1),  # back to index 1, after index 2
+        got(0, "8", 4, 1),  # after a snapshot up to 1, index 2 is next
+    ) == [
+        "line 3: State Machine Safety: server 1 delivered a snapshot up to "
+        "index 1 of term 2, but server 0 delivered command 6 of term 1 there "
+        "(line 2)",
+        "line 5: Delivery order: server 0 delivered a snapshot up to index 1 "
+        "after it delivered index 2: a snapshot must bring something new",
+        "line 6: Delivery order: server 0 delivered index 4, expected 2: each "
+        "index in order, once per incarnation",
+    ]
+
+
 def test_a_planted_bug_is_ok_only_if_caught() -> None:
     planted = f"[TEST] {PLANTED_BUG}votes twice"
     caught = check_lines(lines(planted, leader(0, 1), leader(1, 1)))

@@ -467,6 +467,7 @@ REPLAYED = [
     "tests/part2/test_raft.py::test_commits_with_leader_disconnects",
     "tests/part3/test_chaos.py::test_figure8_unreliable",
     "tests/part3/test_chaos.py::test_persistence_torture",
+    "tests/part6/test_snapshots.py::test_snapshot_install_unreliable_crash",
 ]
 
 

@@ -13,6 +13,13 @@ Three kinds of lines carry what the checks need:
   its committed log again from index 0; ``[TEST] New cluster of N servers``
   starts everything afresh.
 
+With log compaction (part6), two more: a leader's line names the base of
+its log, ``lastIncludedIndex=B, lastIncludedTerm=BT``, and its log holds
+the entries after B only; and ``collect_commits(i) got SnapshotEntry(...,
+index=I, term=T)`` says that server ``i``'s service took a snapshot of
+every entry up to I (the data is logged by its length only), after which
+the server delivers I + 1 next.
+
 From them it checks, per test, the properties of the paper's Figure 3:
 
 * Election Safety: at most one server becomes leader in a term;
@@ -25,6 +32,12 @@ From them it checks, per test, the properties of the paper's Figure 3:
   most the highest leader term logged before the entry's first delivery.
   Only leaders of later terms are checked: a leader of an older term (one
   elected in a partition, say) may rightly lack the entry.
+
+Across snapshots the checks stay sound but see less: of a snapshot the log
+shows only its last entry's index and term, which must agree with what was
+delivered there, and a snapshot must come after what its server delivered
+before. A leader's entries below its base are in its snapshot, out of
+sight: at the base its term is checked, after it its log.
 
 Commands are compared by their ``repr`` as the log shows it.
 
@@ -43,11 +56,19 @@ from tools.raft_testlog_viz.parse import Entry, RunLog, parse_log
 PLANTED_BUG = "planted bug: "
 """How a test's harness line announces a deliberately broken CM."""
 
-_LEADER = re.compile(r"becomes Leader; term=(?P<term>\d+)(?:, log=\[(?P<log>.*)\])?")
+_LEADER = re.compile(
+    r"becomes Leader; term=(?P<term>\d+)"
+    r"(?:, lastIncludedIndex=(?P<base>-?\d+), lastIncludedTerm=(?P<base_term>-?\d+))?"
+    r"(?:, log=\[(?P<log>.*)\])?"
+)
 _LOG_ENTRY = re.compile(r"LogEntry\(command=(?P<command>.*?), term=(?P<term>-?\d+)\)")
 _DELIVERY = re.compile(
     r"collect_commits\((?P<server>\d+)\) got CommitEntry\(command=(?P<command>.*), "
     r"index=(?P<index>\d+), term=(?P<term>-?\d+)\)\Z"
+)
+_SNAPSHOT = re.compile(
+    r"collect_commits\((?P<server>\d+)\) got SnapshotEntry\(data=<\d+ bytes>, "
+    r"index=(?P<index>-?\d+), term=(?P<term>-?\d+)\)\Z"
 )
 _RESTART = re.compile(r"Restart (?P<server>\d+)\Z")
 _NEW_CLUSTER = re.compile(r"New cluster of \d+ servers\Z")
@@ -131,6 +152,8 @@ class _Checker:
                 self.leader(lineno, server, match)
         elif match := _DELIVERY.match(message):
             self.delivery(lineno, match)
+        elif match := _SNAPSHOT.match(message):
+            self.snapshot(lineno, match)
         elif match := _RESTART.match(message):
             self.next_index[int(match["server"])] = 0
         elif _NEW_CLUSTER.match(message):
@@ -170,28 +193,39 @@ class _Checker:
         log = [
             (m["command"], int(m["term"])) for m in _LOG_ENTRY.finditer(match["log"])
         ]
+        # The log starts after the base (-1 before any snapshot).
+        base = int(match["base"] or -1)
         for index, first in self.delivered.items():
-            if term <= first.max_leader_term:
+            if term <= first.max_leader_term or index < base:
                 continue
-            held = log[index] if index < len(log) else None
-            if held != (first.command, first.term):
-                has = (
+            if index == base:
+                base_term = int(match["base_term"])
+                if base_term == first.term:
+                    continue
+                has = f"a snapshot up to index {base} of term {base_term}"
+            else:
+                position = index - base - 1
+                held = log[position] if position < len(log) else None
+                if held == (first.command, first.term):
+                    continue
+                what = (
                     "no entry"
                     if held is None
                     else f"command {held[0]} of term {held[1]}"
                 )
-                self.report(
-                    lineno,
-                    "Leader Completeness",
-                    (server,),
-                    term,
-                    index,
-                    f"server {server} became leader in term {term} with {has} "
-                    f"at index {index}, but command {first.command} of term "
-                    f"{first.term} was committed there (delivered by server "
-                    f"{first.server} on line {first.lineno}, when the latest "
-                    f"leader's term was {first.max_leader_term})",
-                )
+                has = f"{what} at index {index}"
+            self.report(
+                lineno,
+                "Leader Completeness",
+                (server,),
+                term,
+                index,
+                f"server {server} became leader in term {term} with {has}, but "
+                f"command {first.command} of term {first.term} was committed "
+                f"there (delivered by server {first.server} on line "
+                f"{first.lineno}, when the latest leader's term was "
+                f"{first.max_leader_term})",
+            )
 
     def delivery(self, lineno: int, match: re.Match[str]) -> None:
         """Check a delivery: in order on its server, the same everywhere."""
@@ -221,6 +255,40 @@ class _Checker:
                 index,
                 f"server {server} delivered command {command} of term {term} at "
                 f"index {index}, but server {first.server} delivered command "
+                f"{first.command} of term {first.term} there (line {first.lineno})",
+            )
+
+    def snapshot(self, lineno: int, match: re.Match[str]) -> None:
+        """Check a delivered snapshot: it brings something new to its server,
+        and its last entry is of the term delivered at its index."""
+        server, index, term = (
+            int(match["server"]),
+            int(match["index"]),
+            int(match["term"]),
+        )
+        expected = self.next_index.get(server, 0)
+        if index < expected:
+            self.report(
+                lineno,
+                "Delivery order",
+                (server,),
+                None,
+                index,
+                f"server {server} delivered a snapshot up to index {index} after "
+                f"it delivered index {expected - 1}: a snapshot must bring "
+                f"something new",
+            )
+        self.next_index[server] = index + 1
+        first = self.delivered.get(index)
+        if first is not None and first.term != term:
+            self.report(
+                lineno,
+                "State Machine Safety",
+                (server, first.server),
+                None,
+                index,
+                f"server {server} delivered a snapshot up to index {index} of "
+                f"term {term}, but server {first.server} delivered command "
                 f"{first.command} of term {first.term} there (line {first.lineno})",
             )
 

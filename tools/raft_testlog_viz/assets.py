@@ -39,10 +39,12 @@ MESSAGE_COLOURS = {
     "RequestVote": "#e8590c",
     "AppendEntries": "#1971c2",
     "heartbeat": "#adb5bd",
+    "InstallSnapshot": "#c2255c",
     "other": "#7048e8",
 }
 """Colour of each kind of message in the diagram (AppendEntries: with
-entries; heartbeat: without)."""
+entries; heartbeat: without; InstallSnapshot: part6's), in the order of
+their codes in the page's data (pages.KIND_CODE)."""
 
 TERM_COLOURS = [
     "#ffc9c9",

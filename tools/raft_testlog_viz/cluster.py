@@ -21,6 +21,23 @@ shows it, its command); where the lines do not tell an entry's term, it is
 * ``restored from storage: ..., log=[...]``: a restarted server's log, and
   ``[TEST] Restart N``: its commit index is -1 again (it is not persisted).
 
+With log compaction (part6) a server's log starts after a *base*, the last
+index its snapshot covers; every index stays absolute, and the history
+keeps each log from index 0 with the base beside it (the entries up to the
+base are in the snapshot: the page draws the base, not them). The lines:
+
+* ``snapshot at index I (term T)``: the server's service took a snapshot
+  up to I, now its base;
+* ``... installing snapshot at index I (term T), keeping the log after
+  it`` or ``..., discarding the log``: a follower took the leader's
+  snapshot; its base and commit index are I, and its log after I stays or
+  is gone;
+* ``becomes Leader; ..., lastIncludedIndex=I, lastIncludedTerm=T, log=[...]``
+  and ``restored from storage: ..., lastIncludedIndex=I, lastIncludedTerm=T,
+  log=[...]``: the base, and the log after it (a restarted server's commit
+  index starts at its base);
+* ``InstallSnapshot reply from P: nextIndex=N, matchIndex=M``.
+
 Where a line contradicts what the earlier lines built (a leader's logged log
 differs from the rebuilt one, say), the line wins and the contradiction is
 recorded: the visualizer's tests require none in real runs.
@@ -46,8 +63,18 @@ from typing import NamedTuple
 
 from .timeline import State, Timeline
 
-_LEADER = re.compile(r"becomes Leader; term=(\d+), log=\[(.*)\]\Z")
-_RESTORED = re.compile(r"restored from storage: .*\blog=\[(.*)\]\Z")
+# The base of a part6 log, in the lines that show a whole log.
+_BASE = r"(?:lastIncludedIndex=(-?\d+), lastIncludedTerm=(-?\d+), )?"
+_LEADER = re.compile(rf"becomes Leader; term=(\d+), {_BASE}log=\[(.*)\]\Z")
+_RESTORED = re.compile(rf"restored from storage: .*?\b{_BASE}log=\[(.*)\]\Z")
+_SNAPSHOT = re.compile(r"snapshot at index (\d+) \(term (-?\d+)\)\Z")
+_INSTALLING = re.compile(
+    r"\.\.\. installing snapshot at index (\d+) \(term (-?\d+)\), "
+    r"(keeping the log after it|discarding the log)\Z"
+)
+_INSTALL_REPLY = re.compile(
+    r"InstallSnapshot reply from (\d+): nextIndex=(-?\d+), matchIndex=(-?\d+)\Z"
+)
 _ENTRY = re.compile(r"LogEntry\(command=(.*?), term=(-?\d+)\)")
 _HIDDEN = re.compile(r"\.\.\. (\d+) more \.\.\.")
 _ARGS = re.compile(
@@ -103,7 +130,17 @@ class PeerOp:
     match_index: int
 
 
-Op = StateOp | LogOp | CommitOp | PeerOp
+@dataclass(frozen=True, slots=True)
+class BaseOp:
+    """From ``row`` on, the server's snapshot covers every entry up to
+    ``index``, the last of term ``term``: the base of its log."""
+
+    row: int
+    index: int
+    term: int
+
+
+Op = StateOp | LogOp | CommitOp | PeerOp | BaseOp
 """One change to one server, at a row of the test's table."""
 
 
@@ -128,6 +165,10 @@ class ServerView:
     commit_index: int = -1
     next_index: dict[int, int] = field(default_factory=dict)
     match_index: dict[int, int] = field(default_factory=dict)
+    base: int = -1
+    """The last index the server's snapshot covers (-1: no snapshot)."""
+    base_term: int = -1
+    """The term of the entry at ``base``."""
 
     def apply(self, op: Op) -> None:
         """Apply one operation."""
@@ -142,6 +183,8 @@ class ServerView:
             case PeerOp():
                 self.next_index[op.peer] = op.next_index
                 self.match_index[op.peer] = op.match_index
+            case BaseOp():
+                self.base, self.base_term = op.index, op.term
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +336,12 @@ class _Builder:
             self.leader(row, server, message)
         elif message.startswith("restored from storage: "):
             self.restored(row, server, message)
+        elif message.startswith("snapshot at index "):
+            self.snapshot(row, server, message)
+        elif message.startswith("... installing snapshot at index "):
+            self.install(row, server, message)
+        elif message.startswith("InstallSnapshot reply from "):
+            self.install_reply(row, server, message)
 
     def parse_entries(self, text: str, first_index: int) -> list[Term]:
         """The terms of a logged list of LogEntry, the first at index
@@ -366,7 +415,7 @@ class _Builder:
             return  # part1: a leader without a log
         self.has_log = True
         term = int(match[1])
-        self.replace_log(row, server, self.parse_entries(match[2], 0), "log as leader")
+        self.replace_based_log(row, server, match[2], match[3], match[4], "as leader")
         log = self.views[server].log
         self.leader_logs[term] = list(log)
         for peer in self.servers:
@@ -435,9 +484,69 @@ class _Builder:
         if match is None:
             return
         self.has_log = True
-        self.replace_log(
-            row, server, self.parse_entries(match[1], 0), "log restored from storage"
+        self.replace_based_log(
+            row, server, match[1], match[2], match[3], "restored from storage"
         )
+        base = self.views[server].base
+        if base >= 0:
+            # The snapshot is committed: the commit index starts there.
+            self.emit(server, CommitOp(row, base))
+
+    def replace_based_log(
+        self,
+        row: int,
+        server: int,
+        base_text: str | None,
+        base_term_text: str | None,
+        entries: str,
+        what: str,
+    ) -> None:
+        """The server's base (if the line shows one, else -1) and its log
+        after it, as a line shows them: take both. The entries up to the
+        base are not shown; the history keeps those it knew."""
+        base = -1 if base_text is None else int(base_text)
+        log = self.views[server].log
+        logged: list[Term] = [log[k] if k < len(log) else None for k in range(base)]
+        if base >= 0:
+            logged.append(int(base_term_text or -1))
+        logged.extend(self.parse_entries(entries, base + 1))
+        self.replace_log(row, server, logged, f"log {what}")
+        self.set_base(row, server, base, int(base_term_text or -1))
+
+    def set_base(self, row: int, server: int, index: int, term: int) -> None:
+        view = self.views[server]
+        if (view.base, view.base_term) != (index, term):
+            self.emit(server, BaseOp(row, index, term))
+
+    def snapshot(self, row: int, server: int, message: str) -> None:
+        match = _SNAPSHOT.match(message)
+        if match is None:
+            return  # "... ignored": nothing changes
+        self.set_base(row, server, int(match[1]), int(match[2]))
+
+    def install(self, row: int, server: int, message: str) -> None:
+        match = _INSTALLING.match(message)
+        if match is None:
+            return
+        index, term = int(match[1]), int(match[2])
+        if match[3] == "discarding the log":
+            # The log ends at the snapshot's last entry; what the server held
+            # from there on is gone, written over like a conflicting suffix.
+            log = self.views[server].log
+            start = min(index, len(log))
+            if index < len(log):
+                self.truncations.append(
+                    Truncation(row, server, index, tuple(log[index:]))
+                )
+            self.set_log(row, server, start, [*[None] * (index - start), term])
+        self.set_base(row, server, index, term)
+        self.emit(server, CommitOp(row, index))
+
+    def install_reply(self, row: int, server: int, message: str) -> None:
+        match = _INSTALL_REPLY.match(message)
+        if match is not None:
+            peer, next_index, match_index = (int(g) for g in match.groups())
+            self.emit(server, PeerOp(row, peer, next_index, match_index))
 
 
 def build_history(timeline: Timeline) -> History:

@@ -110,7 +110,8 @@
   // Fields of a message in data.msgs.
   const ID = 0, FROM = 1, TO = 2, KIND = 3, SEND = 4, DELIVER = 5, DROP = 6,
     END = 7, OUTCOME = 8, NEVER_SENT = 9;
-  const KINDS = ["RequestVote", "AppendEntries", "heartbeat", "other"];
+  const KINDS = ["RequestVote", "AppendEntries", "heartbeat", "InstallSnapshot",
+    "other"];
   const REPLY = 1, LOST = 2;
   const msgs = data.msgs;
   const lastRow = rows.length - 1;
@@ -416,11 +417,13 @@
 
   // Every server after row r: its operations replayed from the start. A
   // log changed at row r over entries it held is a cut: the entries it
-  // lost are kept, to be shown under their replacements.
+  // lost are kept, to be shown under their replacements. (A log is kept
+  // from index 0; with a snapshot, `base` says where the log after it
+  // starts.)
   function clusterAt(r) {
     return data.ops.map((ops) => {
       const view = {state: "F", term: 0, log: [], commit: -1, peers: new Map(),
-        cut: null};
+        cut: null, base: -1, baseTerm: -1};
       for (const op of ops) {
         if (op[0] > r) break;
         switch (op[1]) {
@@ -433,6 +436,7 @@
             break;
           case "c": view.commit = op[2]; break;
           case "p": view.peers.set(op[2], [op[3], op[4]]); break;
+          case "b": view.base = op[2]; view.baseTerm = op[3]; break;
         }
       }
       return view;

@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from .assets import MARKER_COLOURS, MESSAGE_COLOURS, page_scripts, page_style
 from .cluster import (
+    BaseOp,
     CommitOp,
     History,
     LogOp,
@@ -570,8 +571,8 @@ def _message_cell(row: Row, i: int, message: str) -> str:
     return f"<td class='{cls} tc'><b>{old}→{new}</b>{message}"
 
 
-KIND_CODE = {"RequestVote": 0, "AppendEntries": 1, "heartbeat": 2}
-"""How the page's data names a message's kind; any other kind is 3."""
+KIND_CODE = {"RequestVote": 0, "AppendEntries": 1, "heartbeat": 2, "InstallSnapshot": 3}
+"""How the page's data names a message's kind; any other kind is 4."""
 OUTCOME_CODE = {"": 0, REPLY: 1, LOST: 2}
 """How the page's data names a message's outcome."""
 
@@ -630,7 +631,7 @@ def _message_data(m: Message) -> list[object]:
         m.id,
         m.sender,
         m.receiver,
-        KIND_CODE.get(m.kind, 3),
+        KIND_CODE.get(m.kind, len(KIND_CODE)),
         m.send_row,
         m.deliver_row,
         m.drop_row,
@@ -650,6 +651,8 @@ def _op_data(op: Op) -> list[object]:
             return [op.row, "c", op.commit_index]
         case PeerOp():
             return [op.row, "p", op.peer, op.next_index, op.match_index]
+        case BaseOp():
+            return [op.row, "b", op.index, op.term]
 
 
 def render_index(run: RunLog, pages: list[Page]) -> str:

@@ -15,9 +15,12 @@
 // A snapshot holds, in the order of `servers`, one view per server:
 //   {state: "F" | "C" | "L" | "D", term, log: [term or null, ...],
 //    commit, peers: Map(peer -> [nextIndex, matchIndex]),
-//    cut: null or {start, old: [term, ...]}}
+//    cut: null or {start, old: [term, ...]}, base, baseTerm}
 // (`null` in a log is an entry whose term is unknown; `cut` the entries
-// just overwritten from index `start` on), plus
+// just overwritten from index `start` on; `base`, if the server took a
+// snapshot (part 6), the last index it covers, of term `baseTerm`: the log
+// is indexed from 0 all the same, and the entries up to the base are
+// drawn as the snapshot, not one by one), plus
 //   hidden: a Set of the ids of servers not to show, and
 //   committed(index, term): whether that entry is known to be committed.
 "use strict";
@@ -36,7 +39,9 @@ window.RaftPanel = (() => {
       + " · <i class='t1 u'>1</i> pale: not (yet) · <i class=q>?</i> unknown"
       + " · <i class='t1 c ci'>1</i> red edge: the server's own commit index,"
       + " c (-1 after a restart, until a leader tells it) · "
-      + "<i class='t1 u n'>1</i> written over <i class='t1 x'>1</i></div>"
+      + "<i class='t1 u n'>1</i> written over <i class='t1 x'>1</i> · "
+      + "<i class=s></i><i class='t1 c sb'>1</i> a snapshot, up to its last "
+      + "entry (part 6)</div>"
       + "<div class=body><div class=who></div>"
       + "<div class=logs></div><div class=peers></div></div>";
     const legend = root.querySelector(".legend");
@@ -94,9 +99,18 @@ window.RaftPanel = (() => {
       }
     }
 
+    const base = (v) => (v.base === undefined ? -1 : v.base);
+
     // The box of entry k (of term t) of view v; `old`: an entry just
-    // written over.
+    // written over. The entries of a snapshot are one band, ending with its
+    // last entry, whose term the snapshot keeps.
     function box(v, k, t, old) {
+      if (!old && k < base(v)) return "<i class=s></i>";
+      if (!old && k === base(v)) {
+        return "<i class='t" + (v.baseTerm % TERM_COLOURS) + " c"
+          + (k === v.commit ? " ci" : "") + " sb'>" + label(k, v.baseTerm)
+          + "</i>";
+      }
       if (t === null) return "<i class=q>?</i>";
       let cls = "t" + (t % TERM_COLOURS);
       if (old) {
@@ -106,12 +120,13 @@ window.RaftPanel = (() => {
         if (k === v.commit) cls += " ci";
         if (v.cut && k >= v.cut.start) cls += " n";
       }
-      let label = t;
-      if (commands) {
-        const command = options.command(k, t);
-        label = command === undefined ? "" : esc(command);
-      }
-      return "<i class='" + cls + "'>" + label + "</i>";
+      return "<i class='" + cls + "'>" + label(k, t) + "</i>";
+    }
+
+    function label(k, t) {
+      if (!commands) return t;
+      const command = options.command(k, t);
+      return command === undefined ? "" : esc(command);
     }
 
     function boxes(v, entries, offset, first, last, old) {
@@ -122,12 +137,13 @@ window.RaftPanel = (() => {
       return html.join("");
     }
 
+    // The first index where the logs shown differ, or one is unknown;
+    // entries in a snapshot are left out (they are committed).
     function firstDifference(end) {
-      const shownLogs = shown.map((i) => snapshot.views[i].log);
-      if (!shownLogs.length) return end;
+      const views = shown.map((i) => snapshot.views[i]);
       for (let k = 0; k < end; k++) {
-        const t = shownLogs[0][k];
-        if (t === null || shownLogs.some((log) => log[k] !== t)) return k;
+        const terms = views.filter((v) => k > base(v)).map((v) => v.log[k]);
+        if (terms.some((t) => t === null || t !== terms[0])) return k;
       }
       return end;
     }
@@ -196,6 +212,12 @@ window.RaftPanel = (() => {
       const index = Math.max(Number(line.dataset.first), offset)
         + before.indexOf(target);
       const term = entries[index - offset];
+      if (!old && index <= base(v)) {
+        target.title = "index " + index + ": in server " + line.dataset.s
+          + "'s snapshot, which covers every entry up to index " + v.base
+          + " (term " + v.baseTerm + ")";
+        return;
+      }
       if (term === null) {
         target.title = "index " + index + ": unknown (the log does not tell)";
         return;

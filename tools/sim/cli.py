@@ -53,9 +53,9 @@ def build_arg_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m tools.sim",
         description=(
-            "Run a test of the Raft stages (tests/part1 ... tests/part3) on "
-            "tools.sim's deterministic scheduler: the same seed gives the "
-            "same run, log line for log line."
+            "Run a test of the Raft stages (tests/part1 ... tests/part3, "
+            "tests/part6) on tools.sim's deterministic scheduler: the same "
+            "seed gives the same run, log line for log line."
         ),
     )
     commands = parser.add_subparsers(dest="command", required=True)

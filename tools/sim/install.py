@@ -36,7 +36,7 @@ from typing import Any
 
 from . import runtime
 
-STAGES = ["part1", "part2", "part3"]
+STAGES = ["part1", "part2", "part3", "part6"]
 """The Raft stages the simulator runs. Their modules, and those of their
 tests (``tests/<stage>/``), see simulated names during a run."""
 

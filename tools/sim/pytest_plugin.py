@@ -1,14 +1,14 @@
 """``pytest --sim[=SEED]``: run the tests of the Raft stages simulated.
 
 A test of a stage the simulator knows (one under ``tests/part1/`` ...
-``tests/part3/``, or one marked ``@pytest.mark.stage("part3")``) runs on a
-``Simulation`` of its own, from the start of its setup to the end of its
-teardown: its fixtures, the test, and the thread-leak check after it. Its
-seed derives from SEED and the test's id; with ``RAFT_SIM_SEED`` set in the
-environment, every test runs with that seed instead, which is how one test
-is replayed. Each report says the test's seed (``RAFT_SIM_SEED=...``), and
-the durations it reports are virtual seconds. Other tests run as usual, on
-real threads.
+``tests/part3/`` or ``tests/part6/``, or one marked
+``@pytest.mark.stage("part3")``) runs on a ``Simulation`` of its own, from
+the start of its setup to the end of its teardown: its fixtures, the test,
+and the thread-leak check after it. Its seed derives from SEED and the
+test's id; with ``RAFT_SIM_SEED`` set in the environment, every test runs
+with that seed instead, which is how one test is replayed. Each report
+says the test's seed (``RAFT_SIM_SEED=...``), and the durations it reports
+are virtual seconds. Other tests run as usual, on real threads.
 
 Enabled in tests/conftest.py, next to ``--raft-viz``, which it composes
 with: a simulated run's log has virtual timestamps, and its pages read like
