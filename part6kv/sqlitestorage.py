@@ -15,10 +15,17 @@ A ``set`` that fails (a full disk, a failing one) raises: the consensus
 module then stops, as a crash would, rather than go on with a state it
 could not save.
 
-A snapshot deletes the log entries it covers (``delete``). SQLite reuses
-the pages their rows took for the rows written next, so the file stays as
-large as the most the storage ever held at once: bounded, when snapshots
-bound the log. ``size`` is what the service measures the log by.
+A snapshot deletes the log entries it covers (``delete``). A delete is a
+transaction of its own too, but it is not synced: it need not be on disk
+at once. The write-ahead log keeps transactions in order, so the next
+synced ``set`` makes every delete before it durable, and a crash can only
+undo the deletes made since the last ``set``, never a ``set`` that
+returned. What it undoes leaves log entries at or below the snapshot's
+base, which the consensus module never reads, and deletes again with its
+next snapshot. SQLite reuses the pages the deleted rows took for the rows
+written next, so the file stays as large as the most the storage ever held
+at once: bounded, when snapshots bound the log. ``size`` is what the
+service measures the log by.
 """
 
 from __future__ import annotations
@@ -89,11 +96,15 @@ class SqliteStorage:
             self.total += len(value) - replaced
 
     def delete(self, key: str) -> None:
-        """Remove ``key`` and its value, if it is there; gone from disk when
-        this returns."""
+        """Remove ``key`` and its value, if it is there; on disk for sure
+        once the next ``set`` returns."""
         with self.mu, naming(f"a write to {self.path}"):
             deleted = self.stored_length(key)
-            self.db.execute("DELETE FROM storage WHERE key = ?", (key,))
+            self.db.execute("PRAGMA synchronous=NORMAL")  # commits unsynced
+            try:
+                self.db.execute("DELETE FROM storage WHERE key = ?", (key,))
+            finally:
+                self.db.execute("PRAGMA synchronous=FULL")
             self.total -= deleted
 
     def stored_length(self, key: str) -> int:

@@ -364,14 +364,12 @@ def test_failed_write_stops_the_cluster(tmp_path: Path) -> None:
         assert cluster.stop(signal.SIGINT) == 0
 
 
-MAX_RAFT_STATE = 64 * 1024
-"""The --max-raft-state of the bounded directory's test."""
-
 DIRECTORY_BOUND = 1024 * 1024
-"""What the directory of a stopped part6kv cluster with MAX_RAFT_STATE
-stays under: each of its three SQLite files holds at most MAX_RAFT_STATE
-bytes of log, the entries of one more round of AppendEntries and a
-snapshot of a few kilobytes, in pages that SQLite fills to half or more."""
+"""What the directory of a stopped part6kv cluster stays under, with the
+default --max-raft-state (64 KiB): each of its three SQLite files holds
+at most that many bytes of log, the entries of one more round of
+AppendEntries and a snapshot of a few kilobytes, in pages that SQLite
+fills to half or more."""
 
 ROUND_PUTS = 1_500
 """Puts in each round of the bounded directory's test: 20,000 would take
@@ -382,11 +380,11 @@ ENTRY_BYTES = 200
 """Less than what a put's log entry takes in part5kv's storage."""
 
 
-def put_round(tmp_path: Path, data_dir: Path, stage: str, *args: str) -> int:
+def put_round(tmp_path: Path, data_dir: Path, stage: str) -> int:
     """Start ``python -m stage`` on ``data_dir``, have 10 clients put
     ROUND_PUTS values on 10 keys, stop it with Ctrl-C, and return the size
     of the directory."""
-    with Cluster(tmp_path, "--data-dir", str(data_dir), *args, stage=stage) as cluster:
+    with Cluster(tmp_path, "--data-dir", str(data_dir), stage=stage) as cluster:
         addrs = cluster.start()
 
         def put(key: int) -> None:
@@ -405,16 +403,7 @@ def put_round(tmp_path: Path, data_dir: Path, stage: str, *args: str) -> int:
 def test_data_dir_stays_bounded_where_part5kv_grows(tmp_path: Path) -> None:
     # Two rounds of puts, each on a cluster started again on the directory
     # the round before left (part6kv's restores its snapshots).
-    compacted = [
-        put_round(
-            tmp_path,
-            tmp_path / "part6kv",
-            "part6kv",
-            "--max-raft-state",
-            str(MAX_RAFT_STATE),
-        )
-        for _ in range(2)
-    ]
+    compacted = [put_round(tmp_path, tmp_path / "part6kv", "part6kv") for _ in range(2)]
     growing = [put_round(tmp_path, tmp_path / "part5kv", "part5kv") for _ in range(2)]
     assert all(size < DIRECTORY_BOUND for size in compacted), compacted
     # part5kv's log keeps every put, on each of the three services.
