@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import os
 import random
 import threading
 import time
@@ -71,15 +70,6 @@ THINK_TIME = 0.02
 
 MAX_RAFT_STATE = 1000
 """Bytes of Raft state after which a service takes a snapshot."""
-
-
-@pytest.fixture
-def seed() -> int:
-    """The seed of the test's random decisions: RAFT_SEED, or a fresh one."""
-    value = os.environ.get("RAFT_SEED")
-    seed = int(value) if value else random.randrange(1 << 32)
-    print(f"RAFT_SEED={seed}")
-    return seed
 
 
 def run_client(

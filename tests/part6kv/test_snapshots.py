@@ -7,13 +7,16 @@ stays under 8 times MAX_RAFT_STATE), that a service far behind catches up from
 the leader's snapshot, and that what the clients saw is right across
 partitions, lost messages and restarts of the whole cluster, which restore
 each service from its snapshot.
+
+The tests with many clients draw their partitions and their clients'
+operations from a seed they print, as ``RAFT_SEED=...``; set it to replay a
+run's script (the threads' interleaving stays random).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import os
 import random
 import threading
 import time
@@ -25,6 +28,7 @@ from part6kv.api import Request
 from part6kv.harness import Harness, RecordedClient
 from part6kv.kvclient import KVTimeoutError
 from tests.part6kv.helpers import Background, wait_until
+from tests.part6kv.test_main import check_tokens
 from tools.lincheck import assert_linearizable
 
 MAX_RAFT_STATE = 1000
@@ -105,18 +109,6 @@ def test_snapshot_size() -> None:
             assert 0 < h.snapshot_size(i) <= MAX_SNAPSHOT, i
 
 
-def check_tokens(value: str, acknowledged: list[int], attempted: int) -> None:
-    """``value``, a client's key, holds ``token;`` for increasing tokens
-    below ``attempted``, each acknowledged one among them: every append
-    landed once, and one whose call timed out at most once."""
-    tokens = [int(token) for token in value.split(";")[:-1]]
-    assert value == "".join(f"{token};" for token in tokens)
-    assert tokens == sorted(set(tokens)), f"a token twice or out of order: {tokens}"
-    assert all(token < attempted for token in tokens), tokens
-    lost = sorted(set(acknowledged) - set(tokens))
-    assert not lost, f"acknowledged appends lost: {lost}"
-
-
 class AppendingClient:
     """A client that appends numbered tokens to a key of its own and reads
     it back, round after round (the lab's clients, with appends)."""
@@ -140,7 +132,7 @@ class AppendingClient:
                 token = next(self.tokens)
                 self.attempted = token + 1
                 try:
-                    self.client.append(self.key, f"{token};", CALL_TIMEOUT)
+                    self.client.append(self.key, f"{token},", CALL_TIMEOUT)
                 except KVTimeoutError:
                     continue  # the outcome is unknown
                 self.acknowledged.append(token)
@@ -225,15 +217,6 @@ def generic_test(n_clients: int, partitions: bool, seed: int, tmp_path: Path) ->
         assert all(h.snapshot_size(i) > 0 for i in range(h.n))
         assert all(client.acknowledged for client in clients)
         assert_linearizable(h.history(), tmp_path / "history.html")
-
-
-@pytest.fixture
-def seed() -> int:
-    """The seed of the test's random decisions: RAFT_SEED, or a fresh one."""
-    value = os.environ.get("RAFT_SEED")
-    seed = int(value) if value else random.randrange(1 << 32)
-    print(f"RAFT_SEED={seed}")
-    return seed
 
 
 def test_snapshot_recover_many_clients(seed: int, tmp_path: Path) -> None:
