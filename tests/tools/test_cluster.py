@@ -324,16 +324,17 @@ def entries(*terms: int, first: int = 0) -> str:
     )
 
 
-def appended(server: int, prev: int, *terms: int) -> list[str]:
-    """A follower's lines as it takes entries of ``terms`` after ``prev``."""
+def appended(server: int, prev: int, *terms: int, at: str = "000500") -> list[str]:
+    """A follower's lines, at 12:00:00.``at``, as it takes entries of
+    ``terms`` after ``prev``."""
     args = (
         f"AppendEntriesArgs(term={max(terms)}, leader_id=0, prev_log_index={prev}, "
         f"prev_log_term=1, entries=[{entries(*terms, first=prev + 1)}], "
         "leader_commit=-1)"
     )
     return [
-        f"12:00:00.000500 [{server}] AppendEntries: {args}",
-        f"12:00:00.000500 [{server}] ... inserting entries from index {prev + 1}",
+        f"12:00:00.{at} [{server}] AppendEntries: {args}",
+        f"12:00:00.{at} [{server}] ... inserting entries from index {prev + 1}",
     ]
 
 
@@ -361,7 +362,7 @@ SNAPSHOT_LINES = [
     "12:00:00.002000 [0] snapshot at index 1 (term 2)",
     "12:00:00.002000 [0] snapshot at index 0 ignored: the base is already 1",
     # Follower 1 holds the snapshot's last entry: its log after it stays.
-    *appended(1, -1, 2, 2, 2),
+    *appended(1, -1, 2, 2, 2, at="002500"),
     f"12:00:00.003000 [1] InstallSnapshot: {_INSTALL}",
     "12:00:00.003000 [1] ... installing snapshot at index 1 (term 2), "
     "keeping the log after it",
