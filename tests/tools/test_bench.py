@@ -32,6 +32,7 @@ QUICK_RUNS = {
     "part2": ["--quick", "--logging", "off"],
     "part4kv": ["--quick", "--logging", "off"],
     "part6": ["--quick", "--logging", "off"],
+    "part6kv": ["--quick", "--logging", "off"],
 }
 """Each part's quick run: part3 in both logging modes, the others with
 logging off only, to keep this file under a minute."""
@@ -106,11 +107,31 @@ COMPACTION_FIGURES = {
 }
 """The rows of part6's quick run: part3's figures beside its own."""
 
+KV_COMPACTION_FIGURES = {
+    "latency": [
+        *[figure.replace("part3", "part6") for figure in KV_FIGURES["latency"]],
+        "part5kv put latency p50",
+        "part5kv put latency p99",
+        "part5kv get latency p50",
+        "part5kv get latency p99",
+        "put latency p50 part6kv / part5kv",
+    ],
+    "throughput": [
+        *KV_FIGURES["throughput"],
+        "part5kv throughput 1 client",
+        "part5kv throughput 4 clients",
+        "part5kv throughput 16 clients",
+        "throughput 16 clients part6kv / part5kv",
+    ],
+}
+"""The rows of part6kv's quick run: part5kv's figures beside its own."""
+
 FIGURES = {
     "part2": RAFT_FIGURES,
     "part3": RAFT_FIGURES,
     "part4kv": KV_FIGURES,
     "part6": COMPACTION_FIGURES,
+    "part6kv": KV_COMPACTION_FIGURES,
 }
 
 QuickRun = tuple[subprocess.CompletedProcess[str], dict[str, Any]]
@@ -184,7 +205,7 @@ def test_quick_run_json(quick_run: QuickRun) -> None:
         if row["status"] == "ok":
             assert positive(row["value"]), row
             assert row["runs"] == [row["value"]], row
-    if figures is not KV_FIGURES:
+    if figures not in (KV_FIGURES, KV_COMPACTION_FIGURES):
         floors = [row for row in rows if row["figure"] == "network floor p50"]
         assert len(floors) == len(settings["logging"])
         assert all(positive(row["value"]) for row in floors)
@@ -202,7 +223,7 @@ def test_quick_run_json_measurements(quick_run: QuickRun) -> None:
     for m in measurements:
         assert m["status"] != "STALLED", m
         assert list(m["units"]) == figures[m["phase"]]
-        if figures is KV_FIGURES:
+        if figures in (KV_FIGURES, KV_COMPACTION_FIGURES):
             if m["phase"] == "latency" and m["status"] == "ok":
                 for op in ("put", "get"):
                     samples = m["samples"][f"{op} latency"]
@@ -245,6 +266,8 @@ def test_settings_from_args() -> None:
     assert settings("--part", "part6", "--quick").behind == QUICK.behind
     with pytest.raises(SystemExit):
         settings("--part", "part3", "--only", "catch-up")  # part6's own
+    part6kv = settings("--part", "part6kv", "--max-raft-state", "1000")
+    assert (part6kv.only, part6kv.max_raft_state) == (("latency", "throughput"), 1000)
 
 
 def test_raft_logging_restores_the_logger() -> None:

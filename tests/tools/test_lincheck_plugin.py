@@ -164,6 +164,7 @@ def test_file_names(nodeid: str, stem: str) -> None:
     [
         ("part4kv", "test_system.py::test_append_applied_twice_after_delay"),
         ("part5kv", "test_system.py::test_put_prev_value"),
+        ("part6kv", "test_snapshots.py::test_snapshot_rpc"),
     ],
 )
 def test_a_kv_test_leaves_a_history_that_lincheck_reads(

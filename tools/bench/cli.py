@@ -29,7 +29,7 @@ from rich.table import Table
 
 from .cluster import LOG_FORMAT, StalledError, raft_logging
 from .compaction import BASELINE, COMPACTION_PHASES
-from .kv import KV_PHASES, RAFT_STAGE
+from .kv import KV_BASELINE, KV_COMPACTION_PHASES, KV_PHASES, RAFT_STAGES
 from .measure import QUICK, RAFT_PHASES, Bench, Measurement, Phase, Settings
 
 PARTS: dict[str, dict[str, Phase]] = {
@@ -38,18 +38,20 @@ PARTS: dict[str, dict[str, Phase]] = {
     "part4kv": KV_PHASES,
     "part5kv": KV_PHASES,
     "part6": COMPACTION_PHASES,
+    "part6kv": KV_COMPACTION_PHASES,
 }
 """The phases each part is measured in, in order: all the benchmark knows of
 a part (part1 only elects: it has none)."""
 
 LOGGERS: dict[str, tuple[str, ...]] = {
-    "part4kv": ("part4kv", RAFT_STAGE),
-    "part5kv": ("part5kv", RAFT_STAGE),
+    "part4kv": ("part4kv", RAFT_STAGES["part4kv"]),
+    "part5kv": ("part5kv", RAFT_STAGES["part5kv"]),
     "part6": ("part6", BASELINE),
+    "part6kv": ("part6kv", RAFT_STAGES["part6kv"], KV_BASELINE, BASELINE),
 }
 """The loggers of each part that logs through more than its own: a
-key/value stage logs through the Raft stage it runs on, too, and part6 is
-measured beside part3."""
+key/value stage logs through the Raft stage it runs on, too, part6 is
+measured beside part3, and part6kv beside part5kv (on part3)."""
 
 ENV_KNOBS = ("RAFT_UNRELIABLE_RPC", "RAFT_FORCE_MORE_REELECTION")
 """Environment variables that change how the parts behave."""
@@ -83,6 +85,12 @@ SIZES = {
         "part6: entries between snapshots",
     ),
     "--behind": ("behind", "B", at_least(1), "part6: entries a follower catches up"),
+    "--max-raft-state": (
+        "max_raft_state",
+        "BYTES",
+        at_least(0),
+        "part6kv: bytes of Raft state before a snapshot",
+    ),
 }
 """The options that size a phase: the Settings field each sets, its
 metavar, its type and what it is."""
@@ -97,7 +105,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "network: throughput, commit latency beside the network's floor, failover "
         "time and idle cost, with Raft logging off and on; for part6, beside part3, "
         "and how long a snapshot holds the lock and a follower takes to catch "
-        "up. The table goes to "
+        "up; for part6kv, beside part5kv. The table goes to "
         "standard output, progress to standard error. Exit status 1 if a run "
         "STALLED or a cluster left threads running. See docs/benchmarks.md.",
     )
@@ -220,12 +228,18 @@ def number(value: float) -> str:
 
 def sizes(settings: Settings) -> str:
     """What the run's clusters and phases were, for the table's caption."""
-    if PARTS[settings.part] is KV_PHASES:
+    if PARTS[settings.part] in (KV_PHASES, KV_COMPACTION_PHASES):
         clients = ", ".join(map(str, settings.kv_clients))
+        compaction = ""
+        if PARTS[settings.part] is KV_COMPACTION_PHASES:
+            compaction = (
+                f" Each service snapshots past {settings.max_raft_state:,} bytes "
+                f"of Raft state; {KV_BASELINE} measured beside them."
+            )
         return (
             f"Clusters of 3 services over HTTP; latency: one client, "
             f"{settings.latency_commands} puts then as many gets; throughput: "
-            f"{clients} clients, {settings.kv_seconds:g} s each."
+            f"{clients} clients, {settings.kv_seconds:g} s each.{compaction}"
         )
     if PARTS[settings.part] is COMPACTION_PHASES:
         return (

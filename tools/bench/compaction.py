@@ -32,26 +32,34 @@ BASELINE = "part3"
 """The Raft stage part6 is a copy of, measured beside it."""
 
 
-def on_baseline(bench: Bench, m: Measurement, phase: Phase) -> Measurement:
-    """Run ``phase`` on part3 in the same sitting; its notes and failures
-    go to ``m``."""
-    measured = run_on(bench, BASELINE, phase)
-    m.notes += [f"{BASELINE}: {note}" for note in measured.notes]
+def on_baseline(
+    bench: Bench, m: Measurement, phase: Phase, part: str = BASELINE
+) -> Measurement:
+    """Run ``phase`` on ``part`` (part3) in the same sitting; its notes and
+    failures go to ``m``."""
+    measured = run_on(bench, part, phase)
+    m.notes += [f"{part}: {note}" for note in measured.notes]
     if measured.status != "ok":
-        m.fail(measured.status, f"{BASELINE} {measured.status}")
+        m.fail(measured.status, f"{part} {measured.status}")
     return measured
 
 
 def beside_baseline(
-    m: Measurement, baseline: Measurement, labels: list[str], compared: str
+    m: Measurement,
+    baseline: Measurement,
+    labels: list[str],
+    compared: str,
+    parts: tuple[str, str] = ("part6", BASELINE),
 ) -> None:
-    """Give part3's figures ``labels`` as "part3 LABEL", and the ratio of
-    part6's figure ``compared`` to part3's."""
+    """Give the baseline's figures ``labels`` as "part3 LABEL", and the
+    ratio of part6's figure ``compared`` to part3's (or those of the
+    ``parts`` measured and beside it)."""
+    part, base = parts
     for label in labels:
-        m.figures(baseline.units[label], f"{BASELINE} {label}")
+        m.figures(baseline.units[label], f"{base} {label}")
         if label in baseline.values:
-            m.values[f"{BASELINE} {label}"] = baseline.values[label]
-    ratio = f"{compared} part6 / {BASELINE}"
+            m.values[f"{base} {label}"] = baseline.values[label]
+    ratio = f"{compared} {part} / {base}"
     m.figures("x", ratio)
     if compared in m.values and compared in baseline.values:
         m.values[ratio] = m.values[compared] / baseline.values[compared]

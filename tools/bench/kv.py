@@ -1,11 +1,14 @@
-"""The measurements of a key/value stage (part4kv, part5kv): its services
-over HTTP, driven by the stage's own client.
+"""The measurements of a key/value stage (part4kv, part5kv, part6kv): its
+services over HTTP, driven by the stage's own client.
 
 A cluster is built from the stage's public API only: three ``KVService``
-on part3's ``MapStorage``, connected to each other, each serving HTTP on a
-free port of 127.0.0.1; clients are the stage's ``KVClient``. Every figure
-is what a client of the service sees: a request goes through HTTP, the
-handler, the Raft log and the updater, and back.
+on the ``MapStorage`` of the Raft stage it runs on, connected to each
+other, each serving HTTP on a free port of 127.0.0.1; clients are the
+stage's ``KVClient``. Every figure is what a client of the service sees: a
+request goes through HTTP, the handler, the Raft log and the updater, and
+back. part6kv's services take a snapshot whenever their Raft state outgrows
+``max_raft_state`` bytes, and part5kv is measured beside it, in the same
+run, so that what compaction costs shows beside what it replaces.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .cluster import StalledError
+from .compaction import beside_baseline, on_baseline
 from .measure import LEADER_TIMEOUT, Bench, Measurement, Phase, latency, run_on
 
-RAFT_STAGE = "part3"
-"""The Raft stage the key/value stages run on."""
+RAFT_STAGES = {"part4kv": "part3", "part5kv": "part3", "part6kv": "part6"}
+"""The Raft stage each key/value stage runs on."""
+
+KV_BASELINE = "part5kv"
+"""The key/value stage part6kv is a copy of, measured beside it."""
 
 ATTEMPT_TIMEOUT = 2.0
 """The clients' attempt timeout: above the services' COMMIT_TIMEOUT, so a
@@ -34,15 +41,18 @@ CALL_TIMEOUT = 5.0
 
 
 class KVCluster:
-    """Three services of ``part``, connected and ready, serving HTTP."""
+    """Three services of ``part``, connected and ready, serving HTTP; in
+    part6kv, each takes a snapshot past ``max_raft_state`` bytes of Raft
+    state."""
 
-    def __init__(self, part: str) -> None:
+    def __init__(self, part: str, max_raft_state: int) -> None:
         kvservice = importlib.import_module(f"{part}.kvservice")
-        storage = importlib.import_module(f"{RAFT_STAGE}.storage")
+        storage = importlib.import_module(f"{RAFT_STAGES[part]}.storage")
         self.kvclient = importlib.import_module(f"{part}.kvclient")
         ready = threading.Event()
+        compaction = (max_raft_state,) if part == "part6kv" else ()
         self.services = [
-            kvservice.KVService(i, peers, storage.MapStorage(), ready)
+            kvservice.KVService(i, peers, storage.MapStorage(), ready, *compaction)
             for i, peers in enumerate([[1, 2], [0, 2], [0, 1]])
         ]
         for i, service in enumerate(self.services):
@@ -74,7 +84,7 @@ class KVCluster:
 def kv_cluster(bench: Bench) -> Iterator[KVCluster]:
     """A fresh cluster with a leader, shut down at the end of the block."""
     with bench.threads_checked():
-        cluster = KVCluster(bench.settings.part)
+        cluster = KVCluster(bench.settings.part, bench.settings.max_raft_state)
         try:
             cluster.wait_for_leader()
             yield cluster
@@ -95,13 +105,19 @@ def timed_ms(call: Callable[[], object], what: str) -> float:
 
 def kv_latency(bench: Bench, m: Measurement) -> None:
     """One client: puts one at a time, then gets of what they wrote, each
-    timed from the call until it returns; and, in the same run, part3's
-    commit latency, which every request pays and the service adds to."""
+    timed from the call until it returns; and, in the same run, the commit
+    latency of the Raft stage (part3 or part6), which every request pays
+    and the service adds to."""
     commands = bench.settings.latency_commands
+    raft_stage = RAFT_STAGES[bench.settings.part]
+    commit, ratio = (
+        f"{raft_stage} commit latency p50",
+        f"put p50 / {raft_stage} commit p50",
+    )
     for op in ("put", "get"):
         m.figures("ms", f"{op} latency p50", f"{op} latency p99", f"{op} latency max")
-    m.figures("ms", "part3 commit latency p50")
-    m.figures("x", "put p50 / part3 commit p50")
+    m.figures("ms", commit)
+    m.figures("x", ratio)
     with kv_cluster(bench) as cluster:
         client = cluster.client()
         timed_ms(functools.partial(client.put, "warm-up", "x"), "the first put")
@@ -118,12 +134,11 @@ def kv_latency(bench: Bench, m: Measurement) -> None:
     for op, ms in samples.items():
         m.distribution(f"{op} latency", ms)
 
-    raft = run_on(bench, RAFT_STAGE, latency)
+    raft = run_on(bench, raft_stage, latency)
     m.notes += raft.notes
     if "latency p50" in raft.values:
-        commit = raft.values["latency p50"]
-        m.values["part3 commit latency p50"] = commit
-        m.values["put p50 / part3 commit p50"] = m.values["put latency p50"] / commit
+        m.values[commit] = raft.values["latency p50"]
+        m.values[ratio] = m.values["put latency p50"] / m.values[commit]
 
 
 def kv_throughput(bench: Bench, m: Measurement) -> None:
@@ -194,3 +209,26 @@ def puts_per_second(bench: Bench, clients: int) -> float:
 
 KV_PHASES: dict[str, Phase] = {"latency": kv_latency, "throughput": kv_throughput}
 """The phases of a key/value stage, in the order a run measures them."""
+
+
+def compacting_kv_latency(bench: Bench, m: Measurement) -> None:
+    """The latency phase of part6kv; then part5kv's, in the same run."""
+    kv_latency(bench, m)
+    baseline = on_baseline(bench, m, kv_latency, KV_BASELINE)
+    labels = [f"{op} latency {q}" for op in ("put", "get") for q in ("p50", "p99")]
+    beside_baseline(m, baseline, labels, "put latency p50", ("part6kv", KV_BASELINE))
+
+
+def compacting_kv_throughput(bench: Bench, m: Measurement) -> None:
+    """The throughput phase of part6kv; then part5kv's, in the same run."""
+    kv_throughput(bench, m)
+    baseline = on_baseline(bench, m, kv_throughput, KV_BASELINE)
+    labels = [throughput_label(clients) for clients in bench.settings.kv_clients]
+    beside_baseline(m, baseline, labels, labels[-1], ("part6kv", KV_BASELINE))
+
+
+KV_COMPACTION_PHASES: dict[str, Phase] = {
+    "latency": compacting_kv_latency,
+    "throughput": compacting_kv_throughput,
+}
+"""The phases of part6kv, each measured beside part5kv."""

@@ -84,6 +84,9 @@ class Settings:
     after every this many delivered entries."""
     behind: int = 10_000
     """How many entries a follower is behind in the catch-up phase."""
+    max_raft_state: int = 64 * 1024
+    """In a key/value stage that compacts its log (part6kv), the bytes of
+    Raft state after which a service takes a snapshot."""
     repeat: int = 1
     quick: bool = False
 
