@@ -16,6 +16,7 @@ import bisect
 import io
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -420,16 +421,21 @@ def test_hover_and_click_an_arrow(
         element = browser.find_element(By.CSS_SELECTOR, box)
         browser.execute_script("arguments[0].click()", element)
 
+    def drawn(check: Callable[[WebDriver], bool]) -> None:
+        # The page redraws the diagram at the next animation frame, which
+        # a loaded machine may delay.
+        WebDriverWait(browser, 5).until(check)
+
     hover(browser, messages, beat)
-    assert browser.execute_script(PIXELS, colours)[0] > 0
+    drawn(lambda d: d.execute_script(PIXELS, colours)[0] > 0)
     toggle("#hb")
-    assert browser.execute_script(PIXELS, colours)[0] == 0
+    drawn(lambda d: d.execute_script(PIXELS, colours)[0] == 0)
     toggle("#hb")
     hover(browser, messages, beat)
-    assert browser.execute_script(PIXELS, colours)[0] > 0
-    assert browser.execute_script(SERVER_LINES) == 3
+    drawn(lambda d: d.execute_script(PIXELS, colours)[0] > 0)
+    drawn(lambda d: d.execute_script(SERVER_LINES) == 3)
     toggle("input[data-server='1']")
-    assert browser.execute_script(SERVER_LINES) == 2
+    drawn(lambda d: d.execute_script(SERVER_LINES) == 2)
     toggle("input[data-server='1']")
     # Without the rpc lines in the table, the arrows stay. (The table
     # shrinks: the page redraws them once the browser has laid out the rows
