@@ -1,4 +1,5 @@
-"""Run a cluster of three key/value services in this process.
+"""Run a cluster of three key/value services in this process, and crash
+them by hand.
 
     python -m part6kv [--data-dir DIR] [--max-raft-state BYTES] [--port PORT]
                       [--verbose]
@@ -7,6 +8,14 @@ It prints one line ``service N: http://127.0.0.1:PORT/`` per service and,
 each time a new leader is elected, ``leader: service N (term T)``; state
 changes (``becomes Leader``...) are logged on standard error. Send it
 requests with ``curl`` or ``python -m part6kv.kvclient``. Ctrl-C stops it.
+
+The cluster is the tests' (``harness.Harness``), and commands typed on
+standard input inject their faults: ``crash N``, ``restart N``,
+``disconnect N``, ``reconnect N``; ``status`` shows each service's state,
+term, commit index and log length, and ``help`` lists the commands. Each
+gets its answer on standard output; a command it cannot carry out gets a
+line that says why, and the cluster goes on. The end of the input (a
+closed pipe, ``< /dev/null``) ends the commands, not the cluster.
 
 With ``--data-dir DIR`` (created if missing) the Raft state of each service
 is kept in ``DIR/service-N.sqlite``, so the cluster restarted on the same
@@ -29,17 +38,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import errno
 import fcntl
 import logging
+import os
+import re
+import select
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from part6.storage import MapStorage
 
-from .kvservice import KVService, SizedStorage
+from .api import brief
+from .harness import Harness
+from .kvservice import SizedStorage
 from .sqlitestorage import SqliteStorage, StorageError
 
 CLUSTER_SIZE = 3
@@ -56,6 +72,17 @@ MAX_RAFT_STATE = 64 * 1024
 the snapshot) a service keeps before it takes a snapshot. Its Raft server
 deletes the entries a snapshot covers while it holds its lock: a few
 hundred entries each time keep that well within an election timeout."""
+
+MAX_COMMAND = 1024
+"""The longest command line read, in bytes; what follows is another line."""
+
+HELP = """\
+crash N        crash service N: it stops, its port refuses connections
+restart N      restart crashed service N, on its storage and its port
+disconnect N   cut service N off from the others (clients still reach it)
+reconnect N    connect service N to the others again
+status         each service's state, term, commit index and log length
+help           this list"""
 
 
 def add_raft_time(record: logging.LogRecord) -> bool:
@@ -134,41 +161,204 @@ def describe_failure(service_id: int, error: Exception) -> str:
 
 
 def run(
-    storages: list[SizedStorage], max_raft_state: int, port: int, stop: threading.Event
+    storages: Sequence[SizedStorage],
+    max_raft_state: int,
+    port: int,
+    stop: threading.Event,
+    commands: TextIO | None,
 ) -> None:
-    """Run the cluster on ``storages`` until ``stop`` is set. Raises
-    ClusterError if a service fails."""
-    ready = threading.Event()
-    ids = range(len(storages))
-    services = [
-        KVService(i, [p for p in ids if p != i], storages[i], ready, max_raft_state)
-        for i in ids
-    ]
-    try:
-        for service in services:
-            for peer in services:
-                if peer is not service:
-                    service.connect_to_raft_peer(peer.id, peer.get_raft_listen_addr())
-        ready.set()
-        for service in services:
-            addr = service.serve_http(port + service.id if port else 0)
-            print(f"service {service.id}: http://{addr}/", flush=True)
-        leader: tuple[int, int] | None = None
-        while not stop.wait(WATCH_INTERVAL):
-            for service in services:
-                error = service.failure()
+    """Run the cluster on ``storages`` until ``stop`` is set, and carry out
+    the commands that come on ``commands``. Raises ClusterError if a
+    service fails."""
+    with Harness(len(storages), storages, port, max_raft_state) as h:
+        for i, addr in enumerate(h.addrs):
+            print(f"service {i}: http://{addr}/", flush=True)
+        reader = CommandReader(commands)
+        if reader.terminal:
+            print("type help for the commands", file=sys.stderr, flush=True)
+        leader_term = -1
+        while not stop.is_set():
+            for line in reader.read(WATCH_INTERVAL, stop):
+                answer = execute(h, line)
+                if answer:
+                    print(answer, flush=True)
+            for i, service in enumerate(h.services):
+                error = service.failure() if h.alive[i] else None
                 if error is not None:
-                    message = describe_failure(service.id, error)
+                    message = describe_failure(i, error)
                     raise ClusterError(f"{message}; the cluster stopped")
-                _, term, is_leader = service.raft_server.cm.report()
-                if is_leader and (service.id, term) != leader:
-                    leader = service.id, term
-                    print(f"leader: service {service.id} (term {term})", flush=True)
-    finally:
-        for service in services:
-            service.disconnect_from_all_raft_peers()
-        for service in services:
-            service.shutdown()
+            leader_term = announce_leader(h, leader_term)
+
+
+def announce_leader(h: Harness, last_term: int) -> int:
+    """Print the leader of the latest term if that term is after
+    ``last_term``; return the term of the last leader printed.
+
+    A leader cut off from the others still believes it leads its old term
+    while another wins a later one: only the later one is news.
+    """
+    leaders = []
+    for service in h.services:  # a crashed service is Dead, not a leader
+        _, term, is_leader = service.raft_server.cm.report()
+        if is_leader:
+            leaders.append((term, service.id))
+    if leaders and max(leaders)[0] > last_term:
+        term, leader = max(leaders)
+        print(f"leader: service {leader} (term {term})", flush=True)
+        return term
+    return last_term
+
+
+class CommandReader:
+    """The lines that come on a stream (standard input), read without ever
+    holding up the cluster.
+
+    The end of the input ends the commands, not the cluster; at a terminal
+    (Ctrl-D) it ends nothing, since more may be typed. A cluster started in
+    the background of a shell (``&``) leaves the terminal to the shell: it
+    reads only while it is in the foreground.
+    """
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self.fd: int | None = None
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):  # no file behind it
+                self.fd = stream.fileno()
+        self.terminal = self.fd is not None and os.isatty(self.fd)
+        self.pending = b""
+
+    def read(self, timeout: float, stop: threading.Event) -> list[str]:
+        """The whole lines that came within ``timeout`` seconds (or until
+        ``stop`` is set)."""
+        if self.fd is None or self.in_background():
+            stop.wait(timeout)
+            return []
+        try:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            data = os.read(self.fd, 4096) if ready else b""
+        except OSError as error:
+            if error.errno != errno.EIO:  # EIO: sent to the background
+                self.fd = None  # nothing more will come
+            stop.wait(timeout)
+            return []
+        if ready and not data:  # the end of the input
+            if self.terminal:
+                stop.wait(timeout)  # a terminal hung up would say so at once
+            else:
+                self.fd = None
+            data = b"\n"  # the last line may lack its newline
+        self.pending += data
+        *lines, self.pending = self.pending.split(b"\n")
+        if len(self.pending) > MAX_COMMAND:
+            lines.append(self.pending)
+            self.pending = b""
+        return [line.decode(errors="replace") for line in lines]
+
+    def in_background(self) -> bool:
+        """Whether the stream is the terminal of a shell that runs this
+        process in the background: reading it would stop the process."""
+        if not self.terminal:
+            return False
+        assert self.fd is not None
+        try:
+            return os.tcgetpgrp(self.fd) != os.getpgrp()
+        except OSError:  # a terminal, but not this process's own
+            return False
+
+
+def execute(h: Harness, line: str) -> str:
+    """Carry out one command line; return the answer to print ("" for an
+    empty line)."""
+    words = line.split()
+    if not words:
+        return ""
+    name, args = words[0], words[1:]
+    if name in ("help", "status"):
+        if args:
+            return f"{name} takes no argument"
+        return HELP if name == "help" else status(h)
+    fault = FAULTS.get(name)
+    if fault is None:
+        return f"unknown command {brief(name)}: type help for the commands"
+    if len(args) != 1 or not re.fullmatch("[0-9]+", args[0]):
+        return f"usage: {name} N, where N is a service id, 0 to {h.n - 1}"
+    try:
+        return fault(h, int(args[0]))
+    except ValueError as error:  # no such service, or not in that state
+        return str(error)
+
+
+def status(h: Harness) -> str:
+    """One line per service: its address, and its Raft server's state,
+    term, commit index and log length, or that it is crashed."""
+    lines = []
+    for i, service in enumerate(h.services):
+        line = f"service {i} (http://{h.addrs[i]}/): "
+        if not h.alive[i]:
+            lines.append(line + "crashed")
+            continue
+        cm = service.raft_server.cm
+        with cm.mu:
+            line += (
+                f"{cm.state}, term {cm.current_term}, commit index "
+                f"{cm.commit_index}, log length {len(cm.log)}"
+            )
+        if not h.connected[i]:
+            line += ", disconnected"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def crash(h: Harness, i: int) -> str:
+    """Crash service ``i``: its storage survives, its port is closed."""
+    h.check_id(i)
+    if not h.alive[i]:
+        raise ValueError(f"service {i} is crashed already")
+    h.crash_service(i)
+    return f"service {i} crashed"
+
+
+def restart(h: Harness, i: int) -> str:
+    """Restart crashed service ``i`` on its storage and its port."""
+    h.check_id(i)
+    if h.alive[i]:
+        raise ValueError(f"service {i} is running: crash it first")
+    try:
+        h.restart_service(i)
+    except OSError as error:  # another process took its port
+        raise ValueError(f"service {i} cannot restart: {error.strerror}") from None
+    return f"service {i} restarted: http://{h.addrs[i]}/"
+
+
+def disconnect(h: Harness, i: int) -> str:
+    """Cut service ``i`` off from the others, both ways."""
+    h.check_id(i)
+    if not h.alive[i]:
+        raise ValueError(f"service {i} is crashed")
+    if not h.connected[i]:
+        raise ValueError(f"service {i} is disconnected already")
+    h.disconnect_service_from_peers(i)
+    return f"service {i} disconnected from the others"
+
+
+def reconnect(h: Harness, i: int) -> str:
+    """Connect service ``i`` to the others again."""
+    h.check_id(i)
+    if not h.alive[i]:
+        raise ValueError(f"service {i} is crashed: restart it")
+    if h.connected[i]:
+        raise ValueError(f"service {i} is connected already")
+    h.reconnect_service_to_peers(i)
+    return f"service {i} reconnected to the others"
+
+
+FAULTS: dict[str, Callable[[Harness, int], str]] = {
+    "crash": crash,
+    "restart": restart,
+    "disconnect": disconnect,
+    "reconnect": reconnect,
+}
+"""The commands that take a service id, and what each does."""
 
 
 def base_port(text: str) -> int:
@@ -202,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # KeyboardInterrupt in the middle of whatever runs.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, frame: stop.set())
+    # Sent to the background just as it reads the terminal, the process
+    # gets an error (EIO) instead of being stopped.
+    signal.signal(signal.SIGTTIN, signal.SIG_IGN)
 
     parser = argparse.ArgumentParser(
         prog="python -m part6kv",
@@ -240,10 +433,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.data_dir is None:
-            storages = [MapStorage() for _ in range(CLUSTER_SIZE)]
-            run(list(storages), args.max_raft_state, args.port, stop)
+            memory = [MapStorage() for _ in range(CLUSTER_SIZE)]
+            run(memory, args.max_raft_state, args.port, stop, sys.stdin)
         else:
-            run_on_disk(args.data_dir, args.max_raft_state, args.port, stop)
+            run_on_disk(args.data_dir, args.max_raft_state, args.port, stop, sys.stdin)
     except BlockingIOError:
         print(f"error: {args.data_dir} is in use by another cluster", file=sys.stderr)
         return 1
@@ -254,7 +447,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_on_disk(
-    data_dir: Path, max_raft_state: int, port: int, stop: threading.Event
+    data_dir: Path,
+    max_raft_state: int,
+    port: int,
+    stop: threading.Event,
+    commands: TextIO | None,
 ) -> None:
     """Run the cluster on storage in ``data_dir`` until ``stop`` is set."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -264,7 +461,7 @@ def run_on_disk(
             SqliteStorage(data_dir / f"service-{i}.sqlite") for i in range(CLUSTER_SIZE)
         ]
         try:
-            run(list(storages), max_raft_state, port, stop)
+            run(storages, max_raft_state, port, stop, commands)
         finally:
             for storage in storages:
                 storage.close()

@@ -280,6 +280,12 @@ def decode_json(data: bytes) -> object:
         raise ValueError("arrays or objects are nested too deeply") from None
 
 
+def json_line(obj: dict[str, object]) -> bytes:
+    """The body of a response: ``obj`` as JSON, on a line of its own (so
+    that ``curl`` prints it as one)."""
+    return json.dumps(obj).encode() + b"\n"
+
+
 def brief(text: str, limit: int = 40) -> str:
     """``repr(text)``, cut to about ``limit`` characters, for log lines."""
     if len(text) <= limit:
@@ -430,7 +436,7 @@ class APIServer(http.server.HTTPServer):
         is closed later, by ``service_actions``.
         """
         self.log("refusing a connection: %s", why)
-        body = json.dumps({"error": f"{why}: try again later"}).encode()
+        body = json_line({"error": f"{why}: try again later"})
         head = (
             "HTTP/1.1 503 Service Unavailable\r\n"
             "Content-Type: application/json\r\n"
@@ -636,7 +642,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         """Write the response: ``body`` as JSON, with ``status``. An error
         closes the connection: what the client sent after the part we read
         (a body we refused, say) is not a next request."""
-        data = json.dumps(body).encode()
+        data = json_line(body)
         self.server.hold_if_delayed()
         self.connection.settimeout(REQUEST_TIMEOUT)
         try:

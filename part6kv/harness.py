@@ -27,6 +27,7 @@ import pickle
 import random
 import threading
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -39,7 +40,7 @@ from .kvclient import (
     KVSessionExpiredError,
     KVTimeoutError,
 )
-from .kvservice import KVService
+from .kvservice import KVService, SizedStorage
 
 log = logging.getLogger(__name__)
 
@@ -119,17 +120,33 @@ class RecordedClient(KVClient):
 class Harness:
     """A cluster of ``n`` connected KVServices, ready to run, each taking a
     snapshot when its Raft state outgrows ``max_raft_state`` bytes (-1:
-    never)."""
+    never).
 
-    def __init__(self, n: int, max_raft_state: int = -1) -> None:
+    Service ``i`` keeps its Raft state in ``storages[i]`` (by default a new
+    MapStorage each) and serves HTTP on ``port + i`` (by default a free
+    port). Raises OSError if a port is taken; the services started so far
+    are shut down.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        storages: Sequence[SizedStorage] | None = None,
+        port: int = 0,
+        max_raft_state: int = -1,
+    ) -> None:
         if n < 1:
             raise ValueError(f"a cluster needs at least one service, got {n}")
+        if storages is not None and len(storages) != n:
+            raise ValueError(f"{n} services need {n} storages, got {len(storages)}")
         self.n = n
         self.max_raft_state = max_raft_state
         # Tells a log reader (tools/raft_check) that a new cluster starts.
         self.tlog(f"New cluster of {n} servers")
         # A service's storage outlives its crashes: a restart gets it back.
-        self.storage = [MapStorage() for _ in range(n)]
+        self.storage = (
+            [MapStorage() for _ in range(n)] if storages is None else list(storages)
+        )
         self.connected = [False] * n
         self.alive = [True] * n
         self.recorded = History()
@@ -147,7 +164,14 @@ class Harness:
                     )
             self.connected[i] = True
         ready.set()
-        self.addrs = [service.serve_http() for service in self.services]
+        try:
+            self.addrs = [
+                service.serve_http(port + service.id if port else 0)
+                for service in self.services
+            ]
+        except BaseException:
+            self.shutdown()
+            raise
 
     def __enter__(self) -> Harness:
         return self

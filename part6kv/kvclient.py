@@ -35,7 +35,9 @@ As a program::
 
 prints ``{"found": bool, "value": str}`` (the value read, or the value
 before the operation) and exits 0; 1 on a timeout, a duplicate request or
-an expired session; 2 on a usage error; 130 on Ctrl-C.
+an expired session; 2 on a usage error; 130 on Ctrl-C. A cas that did not
+swap exits 0 too, and says why on standard error, in one line, as every
+error does.
 """
 
 from __future__ import annotations
@@ -187,6 +189,7 @@ class KVClient:
                 raise ValueError(f"the request has {len(body)} bytes, over {MAX_BODY}")
             deadline = time.monotonic() + timeout
             misses = 0  # attempts in a row that found no leader
+            outcomes: dict[str, str] = {}  # what each service did last
             while (remaining := deadline - time.monotonic()) > 0:
                 addr = self.addrs[self.assumed_leader]
                 wait = min(self.patience, remaining)
@@ -196,6 +199,7 @@ class KVClient:
                     reply = self.post(addr, request.op, body, wait)
                 except ATTEMPT_ERRORS as error:
                     self.clientlog("%s: %s", addr, describe(error))
+                    outcomes[addr] = outcome(error)
                     if isinstance(error, TimeoutError) and wait == self.patience:
                         # Perhaps its commits are slow: wait longer next time.
                         self.patience = min(2 * wait, MAX_ATTEMPT_TIMEOUT)
@@ -207,6 +211,7 @@ class KVClient:
                         reply.found,
                         brief(reply.value),
                     )
+                    outcomes[addr] = f"{reply.status} from"
                     if reply.status == Status.OK:
                         if time.monotonic() - sent < self.patience / 4:
                             self.patience = max(self.patience / 2, self.attempt_timeout)
@@ -229,7 +234,7 @@ class KVClient:
                     time.sleep(
                         max(0.0, min(ROUND_BACKOFF, deadline - time.monotonic()))
                     )
-            raise KVTimeoutError(f"no leader applied {request!r} within {timeout}s")
+            raise KVTimeoutError(timeout_message(request, timeout, outcomes))
 
     def post(self, addr: str, op: str, body: bytes, timeout: float) -> Reply:
         """POST ``body`` to the route of ``op`` at ``addr`` and return the
@@ -384,6 +389,45 @@ def describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def outcome(error: OSError | ValueError) -> str:
+    """What a failed attempt met, as the start of a phrase that ends with
+    the service's address: ``connection refused by``."""
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused by"
+    if isinstance(error, TimeoutError):
+        return "no answer in time from"
+    if isinstance(error, ConnectionError):
+        return "connection closed by"
+    if isinstance(error, ValueError):
+        return "a bad answer from"
+    return f"error ({error.strerror or type(error).__name__}) from"
+
+
+def timeout_message(request: Request, timeout: float, outcomes: dict[str, str]) -> str:
+    """Why a call timed out, in one line: what each service it tried did
+    last (``outcomes`` maps an address to its ``outcome``)."""
+    by_outcome: dict[str, list[str]] = {}
+    for addr, what in outcomes.items():
+        by_outcome.setdefault(what, []).append(addr)
+    # After the first address, those on the same host are named by port.
+    listed = list(outcomes)
+    host = listed[0].rpartition(":")[0] if listed else ""
+    short = {
+        addr: ":" + addr.rpartition(":")[2]
+        for addr in listed[1:]
+        if addr.rpartition(":")[0] == host
+    }
+    what = "; ".join(
+        f"{phrase} {', '.join(short.get(addr, addr) for addr in addrs)}"
+        for phrase, addrs in by_outcome.items()
+    )
+    if list(by_outcome) == ["connection refused by"]:
+        return f"no service answered: {what}"
+    if not what:  # the deadline passed before any attempt
+        return f"no leader applied {request!r} within {timeout}s"
+    return f"no leader applied {request!r} within {timeout}s: {what}"
+
+
 def parse_addrs(text: str) -> list[str]:
     """Split ``ADDR[,ADDR...]``; each is ``HOST:PORT`` or, as ``python -m
     part6kv`` prints them, ``http://HOST:PORT/``."""
@@ -465,7 +509,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         client.close()
     print(json.dumps({"found": found, "value": value}))
+    if request.op == "cas" and not (found and value == request.compare_value):
+        print(
+            f"cas did not swap: {why_no_swap(request, value, found)}", file=sys.stderr
+        )
     return 0
+
+
+def why_no_swap(request: Request, value: str, found: bool) -> str:
+    """Why a cas that returned ``(value, found)`` did not store its value."""
+    if not found:
+        return f"there is no key {brief(request.key)} (a cas never creates one)"
+    return (
+        f"{brief(request.key)} holds {brief(value)}, not {brief(request.compare_value)}"
+    )
 
 
 if __name__ == "__main__":

@@ -158,11 +158,23 @@ def stubs() -> Iterator[Callable[[Callable[[socket.socket], None]], Stub]]:
         stub.close()
 
 
+def closed_port_addrs(n: int) -> list[str]:
+    """``n`` different addresses where nothing listens."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [f"127.0.0.1:{sock.getsockname()[1]}" for sock in socks]
+
+
 def closed_port_addr() -> str:
     """An address where nothing listens."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
+    return closed_port_addrs(1)[0]
+
+
+def port_of(addr: str) -> str:
+    """The port of ``HOST:PORT``, as ``:PORT``."""
+    return ":" + addr.rpartition(":")[2]
 
 
 def test_failover_past_a_crashed_service() -> None:
@@ -226,6 +238,24 @@ def test_timeout_error_at_the_deadline(stubs: Callable[..., Stub], kind: str) ->
     # No earlier than the deadline minus an attempt, at most 1 s after it.
     assert 0.5 - 0.1 <= elapsed <= 0.5 + 1.0
     assert isinstance(KVTimeoutError(), TimeoutError)
+
+
+def test_timeout_error_says_what_each_service_did(
+    stubs: Callable[..., Stub],
+) -> None:
+    follower = stubs(answer_json(NOT_LEADER))
+    closed = closed_port_addr()
+    hole = stubs(black_hole)
+    stray = stubs(answer_raw(b"HTTP/1.0 404 Not Found\r\n\r\n"))
+    c = KVClient([follower.addr, closed, hole.addr, stray.addr], attempt_timeout=0.1)
+    with pytest.raises(KVTimeoutError) as raised:
+        c.put("k", "v", timeout=1.0)
+    assert str(raised.value) == (
+        f"no leader applied put('k', 'v')#{c.client_id}.1 within 1.0s: NotLeader from "
+        f"{follower.addr}; connection refused by {port_of(closed)}; no answer "
+        f"in time from {port_of(hole.addr)}; a bad answer from {port_of(stray.addr)}"
+    )
+    c.close()
 
 
 def test_backs_off_after_a_round_without_leader(stubs: Callable[..., Stub]) -> None:
@@ -397,26 +427,42 @@ def test_command_line_client() -> None:
         h.check_single_leader()
         # The addresses as python -m part6kv prints them work too.
         addrs = ",".join([h.addrs[0], f"http://{h.addrs[1]}/", h.addrs[2]])
-        for args, printed in [
-            (["put", "k", "v"], {"found": False, "value": ""}),
-            (["append", "k", "w"], {"found": True, "value": "v"}),
-            (["cas", "k", "vw", "x"], {"found": True, "value": "vw"}),
-            (["get", "k"], {"found": True, "value": "x"}),
-            (["get", "absent"], {"found": False, "value": ""}),
+        for args, printed, said in [
+            (["put", "k", "v"], {"found": False, "value": ""}, ""),
+            (["append", "k", "w"], {"found": True, "value": "v"}, ""),
+            (["cas", "k", "vw", "x"], {"found": True, "value": "vw"}, ""),
+            (["get", "k"], {"found": True, "value": "x"}, ""),
+            (["get", "absent"], {"found": False, "value": ""}, ""),
+            (
+                ["cas", "k", "vw", "y"],
+                {"found": True, "value": "x"},
+                "cas did not swap: 'k' holds 'x', not 'vw'\n",
+            ),
+            (
+                ["cas", "absent", "", "y"],
+                {"found": False, "value": ""},
+                "cas did not swap: there is no key 'absent' "
+                "(a cas never creates one)\n",
+            ),
         ]:
             result = run_cli(addrs, *args)
             assert result.returncode == 0, result
             assert json.loads(result.stdout) == printed
+            assert result.stderr == said
 
 
 def test_command_line_client_timeout_exits_1(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    status = kvclient.main([closed_port_addr(), "--timeout", "0.3", "get", "k"])
+    addrs = closed_port_addrs(3)
+    status = kvclient.main([",".join(addrs), "--timeout", "0.3", "get", "k"])
     assert status == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "no leader" in captured.err
+    assert captured.err == (
+        f"error: no service answered: connection refused by {addrs[0]}, "
+        f"{port_of(addrs[1])}, {port_of(addrs[2])}\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -612,6 +658,14 @@ def test_reconnects_when_the_kept_connection_was_closed(
     c.close()
 
 
+def sigint_by_default() -> None:
+    """Give SIGINT its default action in a child about to start, as at a
+    terminal: a shell that runs pytest in the background (``&`` in a
+    script) makes it ignore SIGINT, and its children too, and a Python
+    started so turns no Ctrl-C into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_command_line_client_ctrl_c_exits_130(stubs: Callable[..., Stub]) -> None:
     hole = stubs(black_hole)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -622,6 +676,7 @@ def test_command_line_client_ctrl_c_exits_130(stubs: Callable[..., Stub]) -> Non
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=sigint_by_default,
     )
     try:
         wait_until(lambda: hole.connections >= 1, "the client sent its request")

@@ -276,6 +276,18 @@ def test_restart_on_a_port_taken_meanwhile() -> None:
         )
 
 
+def test_harness_on_a_port_in_use_shuts_down_what_it_started() -> None:
+    with socket.socket() as stray:
+        stray.bind(("127.0.0.1", 0))
+        stray.listen()
+        port = stray.getsockname()[1]
+        # Service 0 would serve on the stray's port. The services built
+        # so far must be shut down: the leak check of every test sees
+        # their threads.
+        with pytest.raises(OSError, match=rf":{port}: .*in use"):
+            Harness(3, port=port)
+
+
 def test_two_clusters_at_once() -> None:
     with Harness(3) as h1, Harness(3) as h2:
         assert not set(h1.addrs) & set(h2.addrs)

@@ -4,8 +4,10 @@ stays bounded."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import pty
 import queue
 import random
 import re
@@ -15,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -27,6 +30,7 @@ from part6.raft import (
     LogEntry,
     SnapshotEntry,
 )
+from part6kv.__main__ import HELP
 from part6kv.kvclient import KVClient, KVTimeoutError
 from part6kv.sqlitestorage import SqliteStorage
 from tests.part6kv.helpers import run_concurrently
@@ -43,14 +47,22 @@ LEADER_LINE = re.compile(r"leader: service (\d) \(term (\d+)\)\Z")
 class Cluster:
     """``python -m part6kv ARGS`` (or another ``stage``) in a subprocess,
     once it printed the addresses of its services and its first leader.
-    Standard error goes to a file in ``tmp_path``. Leaving the ``with``
-    block kills it if it still runs."""
+    Its standard input is a pipe (``command`` writes to it), unless
+    ``stdin`` says otherwise; standard error goes to a file in
+    ``tmp_path``. Leaving the ``with`` block kills it if it still runs."""
 
-    def __init__(self, tmp_path: Path, *args: str, stage: str = "part6kv") -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *args: str,
+        stage: str = "part6kv",
+        stdin: int = subprocess.PIPE,
+    ) -> None:
         self.stderr_path = tmp_path / f"stderr-{random.getrandbits(32)}.txt"
         with open(self.stderr_path, "w") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", stage, *args],
+                stdin=stdin,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 text=True,
@@ -62,6 +74,8 @@ class Cluster:
         self.reader = threading.Thread(target=self.read_stdout)
         self.reader.start()
         self.stdout: list[str] = []
+        self.leaders: list[tuple[int, int]] = []
+        """Each leader the cluster printed, as (service, term)."""
 
     def read_stdout(self) -> None:
         assert self.process.stdout is not None
@@ -90,8 +104,39 @@ class Cluster:
             assert match, self.stdout
             assert int(match[1]) == i
             addrs.append(match[2])
-        assert LEADER_LINE.match(self.next_line()), self.stdout
+        self.next_leader()
         return addrs
+
+    def next_leader(self) -> tuple[int, int]:
+        """Wait for the next line, which must say who leads; return the
+        leader and its term."""
+        assert self.is_leader_line(self.next_line()), self.stdout
+        return self.leaders[-1]
+
+    def answer(self) -> str:
+        """The next line of standard output that does not say who leads
+        (a leader may be elected at any moment)."""
+        while self.is_leader_line(line := self.next_line()):
+            pass
+        return line
+
+    def is_leader_line(self, line: str) -> bool:
+        """Whether ``line`` says who leads; if so, note it in ``leaders``."""
+        match = LEADER_LINE.match(line)
+        if match:
+            self.leaders.append((int(match[1]), int(match[2])))
+        return bool(match)
+
+    def command(self, line: str) -> None:
+        """Type ``line`` on the cluster's standard input."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def status(self) -> list[str]:
+        """The answer to ``status``: a line per service."""
+        self.command("status")
+        return [self.answer() for _ in range(3)]
 
     def stderr(self) -> str:
         return self.stderr_path.read_text()
@@ -119,6 +164,9 @@ class Cluster:
         self.reader.join()
         assert self.process.stdout is not None
         self.process.stdout.close()
+        if self.process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
 
 
 def test_ctrl_c_stops_the_cluster(tmp_path: Path) -> None:
@@ -134,9 +182,183 @@ def test_ctrl_c_stops_the_cluster(tmp_path: Path) -> None:
     assert "Traceback" not in stderr
     assert "becomes Leader" in stderr
     for addr in addrs:
-        host, _, port = addr.rpartition(":")
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection((host, int(port)), timeout=5).close()
+        assert_refuses(addr)
+
+
+def assert_refuses(addr: str) -> None:
+    """Nothing listens at ``addr`` (``HOST:PORT``)."""
+    host, _, port = addr.rpartition(":")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((host, int(port)), timeout=5).close()
+
+
+# --- Commands on standard input ---------------------------------------------
+
+STATUS_LINE = re.compile(
+    r"service (\d) \(http://(127\.0\.0\.1:\d+)/\): (?:crashed|(Follower|Candidate"
+    r"|Leader), term (\d+), commit index (-1|\d+), log length (\d+)(, disconnected)?)\Z"
+)
+
+
+def test_failover_by_hand(tmp_path: Path) -> None:
+    # The README's failover: crash the leader, see another win, use it,
+    # and restart the old one on its port. Then crash and restart every
+    # service: the data comes back from their storage alone.
+    with Cluster(tmp_path) as cluster:
+        addrs = cluster.start()
+        old, term = cluster.leaders[-1]
+        c = KVClient(addrs)
+        c.put("k", "v")
+
+        cluster.command(f"crash {old}")
+        assert cluster.answer() == f"service {old} crashed"
+        assert_refuses(addrs[old])
+        new, new_term = cluster.leaders[-1]
+        while new == old:
+            new, new_term = cluster.next_leader()
+        assert new_term > term
+        assert c.get("k", timeout=10) == ("v", True)
+        cluster.command(f"restart {old}")
+        assert cluster.answer() == f"service {old} restarted: http://{addrs[old]}/"
+
+        for i in range(3):
+            cluster.command(f"crash {i}")
+            assert cluster.answer() == f"service {i} crashed"
+        assert cluster.status() == [
+            f"service {i} (http://{addr}/): crashed" for i, addr in enumerate(addrs)
+        ]
+        for i in range(3):
+            cluster.command(f"restart {i}")
+            assert cluster.answer() == f"service {i} restarted: http://{addrs[i]}/"
+        assert c.get("k", timeout=10) == ("v", True)
+        c.close()
+        assert cluster.stop(signal.SIGINT) == 0
+    assert "Traceback" not in cluster.stderr()
+    for addr in addrs:
+        assert_refuses(addr)
+    terms = [term for _, term in cluster.leaders]
+    assert terms == sorted(set(terms)), cluster.leaders
+
+
+def test_disconnect_and_reconnect_by_hand(tmp_path: Path) -> None:
+    # A leader cut off from the others still believes it leads its term,
+    # while they elect another in a later term: only that one is printed.
+    # Reconnected, the old leader learns the new term.
+    with Cluster(tmp_path) as cluster:
+        addrs = cluster.start()
+        old, term = cluster.leaders[-1]
+        cluster.command(f"disconnect {old}")
+        assert cluster.answer() == f"service {old} disconnected from the others"
+        new, new_term = cluster.leaders[-1]
+        while new == old:
+            new, new_term = cluster.next_leader()
+        assert new_term > term
+        status = [STATUS_LINE.match(line) for line in cluster.status()]
+        for i, match in enumerate(status):
+            assert match, cluster.stdout
+            assert (int(match[1]), match[2]) == (i, addrs[i])
+            assert bool(match[7]) == (i == old), match[0]
+
+        cluster.command(f"reconnect {old}")
+        assert cluster.answer() == f"service {old} reconnected to the others"
+        deadline = time.monotonic() + START_DEADLINE
+        while True:
+            match = STATUS_LINE.match(cluster.status()[old])
+            assert match, cluster.stdout
+            if match[7] is None and int(match[4]) >= new_term:
+                break
+            assert time.monotonic() < deadline, cluster.stdout
+            time.sleep(0.1)
+        assert cluster.stop(signal.SIGINT) == 0
+    assert "Traceback" not in cluster.stderr()
+    terms = [term for _, term in cluster.leaders]
+    assert terms == sorted(set(terms)), cluster.leaders
+
+
+def test_commands_it_cannot_carry_out_are_answered(tmp_path: Path) -> None:
+    with Cluster(tmp_path) as cluster:
+        addrs = cluster.start()
+        usage = "usage: crash N, where N is a service id, 0 to 2"
+        for command, answer in [
+            ("frob 1", "unknown command 'frob': type help for the commands"),
+            ("crash 3", "no service 3 in a cluster of 3"),
+            ("crash", usage),
+            ("crash one", usage),
+            ("crash -1", usage),
+            ("crash 1 2", usage),
+            ("status please", "status takes no argument"),
+            ("restart 1", "service 1 is running: crash it first"),
+            ("reconnect 1", "service 1 is connected already"),
+            ("crash 1", "service 1 crashed"),
+            ("crash 1", "service 1 is crashed already"),
+            ("disconnect 1", "service 1 is crashed"),
+            ("reconnect 1", "service 1 is crashed: restart it"),
+        ]:
+            cluster.command(command)
+            assert cluster.answer() == answer, command
+        host, _, port = addrs[1].rpartition(":")
+        with socket.socket() as stray:
+            stray.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            stray.bind((host, int(port)))
+            stray.listen()
+            cluster.command("restart 1")
+            assert cluster.answer() == (
+                f"service 1 cannot restart: cannot serve HTTP on {addrs[1]}: "
+                "Address already in use"
+            )
+        for command, answer in [
+            ("restart 1", f"service 1 restarted: http://{addrs[1]}/"),
+            ("disconnect 2", "service 2 disconnected from the others"),
+            ("disconnect 2", "service 2 is disconnected already"),
+            ("reconnect 2", "service 2 reconnected to the others"),
+        ]:
+            cluster.command(command)
+            assert cluster.answer() == answer, command
+        cluster.command("")  # no answer
+        cluster.command("help")
+        assert [cluster.answer() for _ in range(6)] == HELP.splitlines()
+        assert all(STATUS_LINE.match(line) for line in cluster.status())
+        assert cluster.stop(signal.SIGINT) == 0
+    assert "Traceback" not in cluster.stderr()
+
+
+@pytest.mark.parametrize("stdin", ["closed", "/dev/null"])
+def test_end_of_input_does_not_stop_the_cluster(tmp_path: Path, stdin: str) -> None:
+    with Cluster(
+        tmp_path,
+        stdin=subprocess.PIPE if stdin == "closed" else subprocess.DEVNULL,
+    ) as cluster:
+        addrs = cluster.start()
+        if cluster.process.stdin is not None:
+            cluster.process.stdin.close()
+        time.sleep(1.0)  # it might stop meanwhile: a fixed wait
+        assert cluster.process.poll() is None
+        c = KVClient(addrs)
+        assert c.get("k", timeout=10) == ("", False)
+        c.close()
+        assert cluster.stop(signal.SIGINT) == 0
+    assert "Traceback" not in cluster.stderr()
+
+
+def test_commands_from_a_terminal(tmp_path: Path) -> None:
+    # Standard input is a terminal, though not the process's controlling
+    # terminal (as in an IDE's console): it reads commands from it, and
+    # says how to get help. Ctrl-D does not end them.
+    controller, terminal = pty.openpty()
+    try:
+        with Cluster(tmp_path, stdin=terminal) as cluster:
+            cluster.start()
+            os.write(controller, b"status\n")
+            assert all(STATUS_LINE.match(cluster.answer()) for _ in range(3))
+            os.write(controller, b"\x04")  # Ctrl-D
+            os.write(controller, b"help\n")
+            assert cluster.answer() == HELP.splitlines()[0]
+            assert cluster.stop(signal.SIGINT) == 0
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert "type help for the commands\n" in cluster.stderr()
+    assert "Traceback" not in cluster.stderr()
 
 
 def test_data_dir_keeps_the_data(tmp_path: Path) -> None:
