@@ -138,7 +138,13 @@ def start() -> Iterator[Callable[..., Process]]:
     for process in started:
         if process.popen.poll() is None:
             process.popen.send_signal(signal.SIGINT)
-            process.popen.communicate(timeout=60)
+            try:
+                process.popen.communicate(timeout=60)
+            finally:
+                # Whatever went wrong, no playground outlives its test.
+                if process.popen.poll() is None:
+                    process.popen.kill()
+                    process.popen.communicate()
 
 
 def wait_for(condition: Callable[[], Any], what: str, seconds: float = 60) -> Any:
