@@ -290,7 +290,8 @@ def execute(h: Harness, line: str) -> str:
 
 def status(h: Harness) -> str:
     """One line per service: its address, and its Raft server's state,
-    term, commit index and log length, or that it is crashed."""
+    term, commit index and log length (and the snapshot the log follows),
+    or that it is crashed."""
     lines = []
     for i, service in enumerate(h.services):
         line = f"service {i} (http://{h.addrs[i]}/): "
@@ -303,6 +304,8 @@ def status(h: Harness) -> str:
                 f"{cm.state}, term {cm.current_term}, commit index "
                 f"{cm.commit_index}, log length {len(cm.log)}"
             )
+            if cm.last_included_index >= 0:
+                line += f" after a snapshot to index {cm.last_included_index}"
         if not h.connected[i]:
             line += ", disconnected"
         lines.append(line)

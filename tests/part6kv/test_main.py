@@ -196,7 +196,8 @@ def assert_refuses(addr: str) -> None:
 
 STATUS_LINE = re.compile(
     r"service (\d) \(http://(127\.0\.0\.1:\d+)/\): (?:crashed|(Follower|Candidate"
-    r"|Leader), term (\d+), commit index (-1|\d+), log length (\d+)(, disconnected)?)\Z"
+    r"|Leader), term (\d+), commit index (-1|\d+), log length (\d+)"
+    r"(?: after a snapshot to index (\d+))?(, disconnected)?)\Z"
 )
 
 
@@ -240,6 +241,26 @@ def test_failover_by_hand(tmp_path: Path) -> None:
     assert terms == sorted(set(terms)), cluster.leaders
 
 
+def test_status_shows_the_snapshot_a_log_follows(tmp_path: Path) -> None:
+    # With --max-raft-state 0 a service snapshots after every entry it
+    # applies: its log is empty after a snapshot to its commit index.
+    with Cluster(tmp_path, "--max-raft-state", "0") as cluster:
+        addrs = cluster.start()
+        c = KVClient(addrs)
+        for i in range(3):
+            c.put("k", f"v{i}")
+        deadline = time.monotonic() + START_DEADLINE
+        while True:
+            lines = [STATUS_LINE.match(line) for line in cluster.status()]
+            assert all(lines), lines
+            if all(m[6] == "0" and m[7] == m[5] != "-1" for m in lines if m):
+                break
+            assert time.monotonic() < deadline, [m[0] for m in lines if m]
+            time.sleep(0.1)
+        c.close()
+        assert cluster.stop(signal.SIGINT) == 0
+
+
 def test_disconnect_and_reconnect_by_hand(tmp_path: Path) -> None:
     # A leader cut off from the others still believes it leads its term,
     # while they elect another in a later term: only that one is printed.
@@ -257,7 +278,7 @@ def test_disconnect_and_reconnect_by_hand(tmp_path: Path) -> None:
         for i, match in enumerate(status):
             assert match, cluster.stdout
             assert (int(match[1]), match[2]) == (i, addrs[i])
-            assert bool(match[7]) == (i == old), match[0]
+            assert bool(match[8]) == (i == old), match[0]
 
         cluster.command(f"reconnect {old}")
         assert cluster.answer() == f"service {old} reconnected to the others"
@@ -265,7 +286,7 @@ def test_disconnect_and_reconnect_by_hand(tmp_path: Path) -> None:
         while True:
             match = STATUS_LINE.match(cluster.status()[old])
             assert match, cluster.stdout
-            if match[7] is None and int(match[4]) >= new_term:
+            if match[8] is None and int(match[4]) >= new_term:
                 break
             assert time.monotonic() < deadline, cluster.stdout
             time.sleep(0.1)
