@@ -59,6 +59,14 @@ def at(line: str) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
+def assert_logged_at(played: Played, expected: list[tuple[float, str]]) -> None:
+    """Each ``(moment, text)``: one line of the played log starts with
+    ``text`` after its time, and it was logged at ``moment``."""
+    for moment, text in expected:
+        (line,) = [line for line in played.lines if line[16:].startswith(text)]
+        assert at(line) == moment, line
+
+
 def wait_for(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
     """Wait until ``condition()`` holds; fail after ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -124,9 +132,7 @@ def test_actions_reach_the_cluster_at_their_virtual_time() -> None:
         (1.5, f"[TEST] Crash {leader}"),
         (1.5, f"[TEST] Restart {leader}"),
     ]
-    for moment, text in expected:
-        (line,) = [line for line in played.lines if line[16:].startswith(text)]
-        assert at(line) == moment, line
+    assert_logged_at(played, expected)
     assert [a.at for a, _ in played.outcomes] == [a.at for a in actions]
     assert played.outcomes[0][1] == f"server {leader} appended it at index 0"
     # While the partition lasted, no message crossed it.
@@ -165,9 +171,7 @@ def test_the_snapshot_action_reaches_the_cluster_at_its_virtual_time() -> None:
         (0.9, f"[TEST] Snapshot {follower} at index 1"),
         (0.9, f"[{follower}] snapshot at index 1 (term 1)"),
     ]
-    for moment, text in expected:
-        (line,) = [line for line in played.lines if line[16:] == text]
-        assert at(line) == moment, line
+    assert_logged_at(played, expected)
     assert [a.at for a, _ in played.outcomes] == [a.at for a in actions]
     assert played.outcomes[2][1] == (
         f"server {leader}'s snapshot covers its log up to index 1 (term 1)"

@@ -7,14 +7,16 @@ the cluster 2 | 3 with the new leader on the small side and submits to it:
 nothing commits there. It saves the session, opens the log in the
 visualizer, replays the session in a second playground, and compares the
 two logs byte for byte. It prints what it measured (frames per second at
-1x, the time from a click to the page showing its effect) and saves
-screenshots; with RAFT_VIZ_SCREENSHOTS=DIR they are copied there, which is
-how docs/images/playground.png is made.
+1x, the time from a click to the page showing its effect).
 
 A 3-server part6 cluster takes a snapshot from the leader's menu, and the
 page draws its base; a follower that was down while the leader compacted
 its log gets the snapshot in an InstallSnapshot, drawn in its own colour,
 and the page draws the follower's base too.
+
+Both save screenshots; with RAFT_VIZ_SCREENSHOTS=DIR they are copied
+there, which is how docs/images/playground.png and playground-snapshot.png
+are made.
 
 Needs Debian's ``chromium`` and ``chromium-driver``; skipped, saying so,
 where they are missing.
