@@ -59,6 +59,14 @@ def at(line: str) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
+def assert_logged_at(played: Played, expected: list[tuple[float, str]]) -> None:
+    """Each ``(moment, text)``: one line of the played log starts with
+    ``text`` after its time, and it was logged at ``moment``."""
+    for moment, text in expected:
+        (line,) = [line for line in played.lines if line[16:].startswith(text)]
+        assert at(line) == moment, line
+
+
 def wait_for(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
     """Wait until ``condition()`` holds; fail after ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -124,9 +132,7 @@ def test_actions_reach_the_cluster_at_their_virtual_time() -> None:
         (1.5, f"[TEST] Crash {leader}"),
         (1.5, f"[TEST] Restart {leader}"),
     ]
-    for moment, text in expected:
-        (line,) = [line for line in played.lines if line[16:].startswith(text)]
-        assert at(line) == moment, line
+    assert_logged_at(played, expected)
     assert [a.at for a, _ in played.outcomes] == [a.at for a in actions]
     assert played.outcomes[0][1] == f"server {leader} appended it at index 0"
     # While the partition lasted, no message crossed it.
@@ -147,6 +153,97 @@ def test_part2_runs_and_refuses_crashes() -> None:
     assert sum(v["state"] == "L" for v in played.view["servers"]) == 1
     with pytest.raises(BadSessionError, match="part2 has no crash: crash and restart"):
         parse_action({"do": "crash", "server": 0}, session, timed=False)
+
+
+def test_the_snapshot_action_reaches_the_cluster_at_its_virtual_time() -> None:
+    leader = first_leader(Session("part6", 5, seed=12), by=0.5)
+    follower = (leader + 1) % 5
+    actions = [
+        Action(0.6, "submit", server=leader, command="x=1"),
+        Action(0.65, "submit", server=leader, command="y=2"),
+        Action(0.8, "snapshot", server=leader),
+        Action(0.9, "snapshot", server=follower),
+    ]
+    played = play(Session("part6", 5, 12, actions=actions, end=1.0))
+    expected = [
+        (0.8, f"[TEST] Snapshot {leader} at index 1"),
+        (0.8, f"[{leader}] snapshot at index 1 (term 1)"),
+        (0.9, f"[TEST] Snapshot {follower} at index 1"),
+        (0.9, f"[{follower}] snapshot at index 1 (term 1)"),
+    ]
+    assert_logged_at(played, expected)
+    assert [a.at for a, _ in played.outcomes] == [a.at for a in actions]
+    assert played.outcomes[2][1] == (
+        f"server {leader}'s snapshot covers its log up to index 1 (term 1)"
+    )
+    # The page gets each log from index 0, and the base of its snapshot.
+    for v in played.view["servers"]:
+        assert v["log"] == [1, 1], v
+        assert v["commands"] == ["x=1", "y=2"], v
+        snapshotted = v["id"] in (leader, follower)
+        assert (v["base"], v["baseTerm"]) == ((1, 1) if snapshotted else (-1, -1))
+    assert played.view["committed"] == [1, 1]
+
+
+@pytest.mark.parametrize("part", ["part2", "part3"])
+def test_a_stage_without_snapshots_refuses_the_snapshot_action(part: str) -> None:
+    with pytest.raises(BadSessionError) as refused:
+        parse_action({"do": "snapshot", "server": 0}, Session(part, 3, 1), timed=False)
+    assert str(refused.value) == (
+        f"{part} has no snapshots: they come with part6 (log compaction)"
+    )
+
+
+PART6 = Session("part6", 5, seed=1)
+
+
+def test_part6_takes_the_snapshot_action() -> None:
+    action = parse_action({"do": "snapshot", "server": 4}, PART6, timed=False)
+    assert action == Action(0.0, "snapshot", server=4)
+    assert action.describe() == "snapshot 4"
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        (5, "no server 5 in a cluster of 5 (the servers are 0 to 4)"),
+        (-1, "no server -1 in a cluster of 5"),
+        ("1", "no server '1' in a cluster of 5"),
+        (True, "no server True in a cluster of 5"),
+        (None, "no server None in a cluster of 5"),
+    ],
+)
+def test_a_snapshot_of_a_server_not_in_the_cluster_is_refused(
+    server: object, message: str
+) -> None:
+    with pytest.raises(BadSessionError) as refused:
+        parse_action({"do": "snapshot", "server": server}, PART6, timed=False)
+    assert message in str(refused.value)
+
+
+def test_a_snapshot_the_server_cannot_take_now_is_refused_and_changes_nothing() -> None:
+    leader = first_leader(Session("part6", 3, seed=3), by=0.5)
+    other = (leader + 1) % 3
+    actions = [
+        Action(0.1, "snapshot", server=leader),
+        Action(0.6, "submit", server=leader, command="x=1"),
+        Action(0.8, "snapshot", server=leader),
+        Action(0.9, "snapshot", server=leader),
+        Action(1.0, "crash", server=other),
+        Action(1.1, "snapshot", server=other),
+    ]
+    played = play(Session("part6", 3, 3, actions=actions, end=1.2))
+    assert played.notices == [
+        f"snapshot {leader} at 0.1 s: refused: server {leader} has delivered "
+        "nothing yet: nothing to snapshot",
+        f"snapshot {leader} at 0.9 s: refused: server {leader}'s snapshot already "
+        "covers all it delivered (up to index 0)",
+        f"snapshot {other} at 1.1 s: refused: server {other} is crashed",
+    ]
+    assert [a.at for a, _ in played.outcomes] == [0.6, 0.8, 1.0]
+    # A refused action leaves no trace in the run.
+    done = [a for a in actions if a.at in (0.6, 0.8, 1.0)]
+    assert play(Session("part6", 3, 3, actions=done, end=1.2)).lines == played.lines
 
 
 # --- Replays --------------------------------------------------------------------
@@ -189,6 +286,46 @@ def test_a_saved_session_replays_to_the_same_log_byte_for_byte(
         "".join(f"{line}\n" for line in replayed.lines).encode()
         == "".join(f"{line}\n" for line in save.lines).encode()
     )
+
+
+def test_a_part6_session_where_a_follower_installs_a_snapshot_replays_exactly(
+    live: Callable[[Session, float], LiveRun],
+) -> None:
+    run = live(Session("part6", 5, seed=2026), 1.0)
+    wait_for(lambda: leader_of(run) is not None, "a leader is elected")
+    found = leader_of(run)
+    assert found is not None
+    leader, _ = found
+    follower = (leader + 1) % 5
+
+    def view() -> dict[str, Any]:
+        state: dict[str, Any] = run.state(-1, 10)["view"]
+        return state
+
+    assert run.act(Action(0, "submit", server=leader, command="x=1"), 10).done
+    wait_for(lambda: view()["servers"][follower]["commit"] == 0, "x=1 is committed")
+    assert run.act(Action(0, "crash", server=follower), 10).done
+    for command in ("y=2", "z=3"):
+        assert run.act(Action(0, "submit", server=leader, command=command), 10).done
+    wait_for(lambda: view()["servers"][leader]["commit"] == 2, "z=3 is committed")
+    snapshot = run.act(Action(0, "snapshot", server=leader), 10)
+    assert snapshot.outcome == (
+        f"server {leader}'s snapshot covers its log up to index 2 (term 1)"
+    )
+    assert run.act(Action(0, "restart", server=follower), 10).done
+    wait_for(
+        lambda: view()["servers"][follower]["base"] == 2,
+        "the follower installs the leader's snapshot",
+    )
+    save = run.save(10)
+    assert save is not None
+    assert save.session is not None
+    run.quit()  # one simulation at a time in a process
+    installed = f"[{follower}] ... installing snapshot at index 2 (term 1)"
+    assert any(line[16:].startswith(installed) for line in save.lines)
+    replayed = play(parse_session(save.session.to_json()))
+    assert replayed.lines == save.lines
+    assert replayed.view["servers"][follower]["base"] == 2
 
 
 def test_a_replay_pauses_at_the_end_of_its_session(
@@ -383,12 +520,41 @@ def check_figure_8(played: Played) -> None:
     assert overwritten == set(holding_b) - {0}
 
 
+def check_snapshot_catch_up(played: Played) -> None:
+    servers = played.view["servers"]
+    (leader,) = [v for v in servers if v["state"] == "L"]
+    restart, restarted = next(
+        (line, int(m[1]))
+        for line in played.lines
+        if (m := re.search(r"\[TEST\] Restart (\d)", line))
+    )
+    base = leader["base"]
+    assert base >= 0
+    after = played.lines[played.lines.index(restart) :]
+    installed = f"[{restarted}] ... installing snapshot at index {base} (term "
+    assert any(installed in line for line in after)
+    replied = f"[{leader['id']}] InstallSnapshot reply from {restarted}: "
+    assert any(replied in line for line in after)
+    # It caught up from the snapshot: no AppendEntries brought it an entry
+    # the snapshot covers.
+    for line in after:
+        if m := re.search(
+            rf"\[{restarted}\] AppendEntries: .*prev_log_index=(-?\d+)", line
+        ):
+            assert int(m[1]) >= base, line
+    follower = servers[restarted]
+    assert (follower["base"], follower["baseTerm"]) == (base, leader["baseTerm"])
+    assert follower["log"] == leader["log"]
+    assert follower["commit"] == leader["commit"]
+
+
 CHECKS = {
     "leader-crash": check_leader_crash,
     "split-vote": check_split_vote,
     "lagging-follower": check_lagging_follower,
     "partitioned-leader": check_partitioned_leader,
     "figure-8": check_figure_8,
+    "snapshot-catch-up": check_snapshot_catch_up,
 }
 
 
@@ -456,7 +622,7 @@ def test_a_malformed_action_is_refused_saying_why(data: Any, message: str) -> No
         ("{", "not JSON"),
         (
             '{"part": "part1", "servers": 3, "seed": 1, "actions": []}',
-            "'part' is 'part1': the playground runs part2, part3",
+            "'part' is 'part1': the playground runs part2, part3, part6",
         ),
         (
             '{"part": "part3", "servers": 10, "seed": 1, "actions": []}',
@@ -618,6 +784,13 @@ def test_the_api_drives_the_run_and_writes_what_it_saves(
         ("/api/action", {"do": "pause"}, {}, 400, "use /api/control to pause"),
         (
             "/api/action",
+            {"do": "snapshot", "server": 1},
+            {},
+            400,
+            "part3 has no snapshots: they come with part6 (log compaction)",
+        ),
+        (
+            "/api/action",
             {"do": "restart", "server": 1},
             {},
             409,
@@ -646,10 +819,10 @@ def test_the_api_drives_the_run_and_writes_what_it_saves(
         ),
         (
             "/api/start",
-            {"part": "part6"},
+            {"part": "part4kv"},
             {},
             400,
-            "'part' is 'part6': the playground runs part2, part3",
+            "'part' is 'part4kv': the playground runs part2, part3, part6",
         ),
         ("/api/state?since=x", None, {}, 400, "since='x': want a whole number"),
         ("/files/../../etc/passwd", None, {}, 404, "no file"),
@@ -673,6 +846,47 @@ def test_the_api_refuses_bad_requests_saying_why(
     got, answer = call(server, path, body, headers)
     assert got == status
     assert message in answer["error"]
+
+
+def test_the_api_runs_part6_and_takes_a_snapshot(server: Playground) -> None:
+    status, started = call(
+        server, "/api/start", {"part": "part6", "servers": 3, "seed": 3}
+    )
+    assert status == 200, started
+    status, state = call(server, f"/api/state?run={started['run']}&since=-1")
+    assert state["session"]["part"] == "part6"
+    assert state["session"]["snapshots"] is True
+    status, refused = call(server, "/api/action", {"do": "snapshot", "server": 0})
+    assert status == 409
+    assert refused["error"] == (
+        "snapshot 0: refused: server 0 has delivered nothing yet: nothing to snapshot"
+    )
+
+    def leader() -> int | None:
+        view = call(server, "/api/state")[1]["view"]
+        found = [v["id"] for v in view["servers"] if v["state"] == "L"]
+        return found[0] if found else None
+
+    wait_for(lambda: leader() is not None, "a leader")
+    chief = leader()
+    assert chief is not None
+    status, done = call(
+        server, "/api/action", {"do": "submit", "server": chief, "command": "x=1"}
+    )
+    assert status == 200, done
+    wait_for(
+        lambda: call(server, "/api/state")[1]["view"]["servers"][chief]["commit"] == 0,
+        "x=1 is committed",
+    )
+    status, done = call(server, "/api/action", {"do": "snapshot", "server": chief})
+    assert status == 200, done
+    assert done["describe"] == f"snapshot {chief}"
+    assert (
+        done["outcome"]
+        == f"server {chief}'s snapshot covers its log up to index 0 (term 1)"
+    )
+    view = call(server, "/api/state")[1]["view"]["servers"][chief]
+    assert (view["base"], view["baseTerm"], view["log"]) == (0, 1, [1])
 
 
 def post_raw(playground: Playground, body: bytes, kind: str) -> tuple[int, str]:

@@ -7,9 +7,16 @@ the cluster 2 | 3 with the new leader on the small side and submits to it:
 nothing commits there. It saves the session, opens the log in the
 visualizer, replays the session in a second playground, and compares the
 two logs byte for byte. It prints what it measured (frames per second at
-1x, the time from a click to the page showing its effect) and saves
-screenshots; with RAFT_VIZ_SCREENSHOTS=DIR they are copied there, which is
-how docs/images/playground.png is made.
+1x, the time from a click to the page showing its effect).
+
+A 3-server part6 cluster takes a snapshot from the leader's menu, and the
+page draws its base; a follower that was down while the leader compacted
+its log gets the snapshot in an InstallSnapshot, drawn in its own colour,
+and the page draws the follower's base too.
+
+Both save screenshots; with RAFT_VIZ_SCREENSHOTS=DIR they are copied
+there, which is how docs/images/playground.png and playground-snapshot.png
+are made.
 
 Needs Debian's ``chromium`` and ``chromium-driver``; skipped, saying so,
 where they are missing.
@@ -83,6 +90,26 @@ window.releasePolls = () => {
 """
 """Hold the page's polls until ``window.releasePolls()``, as a browser
 holds those of a tab in the background."""
+
+WATCH_DOTS = """
+window.dotColours = new Set();
+new MutationObserver((changes) => {
+  for (const change of changes) {
+    for (const node of change.addedNodes) {
+      if (node.tagName === "circle") window.dotColours.add(node.getAttribute("fill"));
+    }
+  }
+}).observe(document.querySelector("#ring .msgs"), {childList: true, subtree: true});
+"""
+"""Note from now on the colour of every message dot the page draws
+(``window.dotColours``)."""
+
+SNAPSHOT_DRAWN = """
+const row = document.querySelector(`#panel .logs .ln[data-s='${arguments[0]}']`);
+return row && [row.querySelectorAll("i.s").length, row.querySelectorAll("i.sb").length];
+"""
+"""How server ``arguments[0]``'s log row in the panel draws a snapshot: the
+boxes of its band (one per entry before the base), and of its base."""
 
 EVENTS = """
 return Array.from(document.querySelectorAll("#events .ev"),
@@ -354,3 +381,73 @@ def test_drive_a_cluster_crash_partition_save_and_replay(
     save_screenshot(browser, tmp_path / "playground-replay.png")
     assert replayed.read_bytes() == log_path.read_bytes()
     replay.stop()
+
+
+def act_on(driver: WebDriver, server: int, what: str) -> None:
+    """Click ``server``, then its menu's ``what`` (crash, snapshot...)."""
+    driver.find_element(By.CSS_SELECTOR, f"#ring .srv[data-s='{server}']").click()
+    driver.find_element(By.CSS_SELECTOR, f"#menu button[data-do={what}]").click()
+
+
+def test_take_a_snapshot_and_see_a_lagging_follower_install_it(
+    browser: WebDriver, start: Callable[..., Process], tmp_path: Path
+) -> None:
+    live = start(
+        "--part",
+        "part6",
+        "-n",
+        "3",
+        "--seed",
+        "3",
+        "--speed",
+        "1",
+        "--outdir",
+        str(tmp_path),
+    )
+    assert "part6 (log compaction), 3 servers, seed 3" in live.title
+    browser.get(live.url)
+    (leader,) = wait_for(lambda: leaders(browser), "the page shows a leader")
+    legend = browser.find_element(By.ID, "legend").text
+    assert "InstallSnapshot" in legend
+    assert "or take a snapshot of it" in legend
+    follower = (leader + 1) % 3
+
+    # The follower is down while the leader commits two commands with the
+    # third server, then snapshots them.
+    act_on(browser, follower, "crash")
+    wait_for(lambda: notice(browser, f"crash {follower} at "), "the crash")
+    submit_to(browser, leader, "x=1")
+    wait_for(lambda: notice(browser, f"submit 'x=1' to {leader} at "), "x=1 is in")
+    submit_to(browser, leader, "y=2")
+    wait_for(lambda: notice(browser, f"submit 'y=2' to {leader} at "), "y=2 is in")
+    wait_for(
+        lambda: live.state()["view"]["servers"][leader]["commit"] == 1,
+        "both are committed",
+    )
+    assert browser.execute_script(SNAPSHOT_DRAWN, leader) == [0, 0]
+    act_on(browser, leader, "snapshot")
+    taken = wait_for(lambda: notice(browser, f"snapshot {leader} at "), "the snapshot")
+    assert taken.endswith(
+        f"server {leader}'s snapshot covers its log up to index 1 (term 1)"
+    )
+    # Index 0 is in the band, index 1 is the base.
+    wait_for(
+        lambda: browser.execute_script(SNAPSHOT_DRAWN, leader) == [1, 1],
+        "the leader's snapshot is drawn",
+    )
+    assert browser.execute_script(SNAPSHOT_DRAWN, follower) == [0, 0]
+
+    # The follower restarts: the entries it lacks are in the leader's
+    # snapshot, which the leader sends it.
+    browser.execute_script(WATCH_DOTS)
+    act_on(browser, follower, "restart")
+    wait_for(
+        lambda: browser.execute_script(SNAPSHOT_DRAWN, follower) == [1, 1],
+        "the follower's snapshot is drawn",
+    )
+    view = live.state()["view"]["servers"][follower]
+    assert (view["base"], view["log"]) == (1, [1, 1])
+    colours = browser.execute_script("return Array.from(window.dotColours);")
+    assert "#c2255c" in colours  # an InstallSnapshot (or its reply), in pink
+    save_screenshot(browser, tmp_path / "playground-snapshot.png")
+    live.stop()

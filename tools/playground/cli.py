@@ -1,6 +1,6 @@
 """``python -m tools.playground``: run a cluster and drive it in the browser.
 
-    python -m tools.playground [--part part2|part3] [-n 5] [--seed S]
+    python -m tools.playground [--part part2|part3|part6] [-n 5] [--seed S]
         [--port P] [--no-browser] [--replay FILE | --scenario NAME]
         [--speed X] [--outdir DIR]
 
@@ -78,8 +78,8 @@ def build_arg_parser() -> ArgumentParser:
             "Run a cluster of a Raft stage's real code on tools.sim's virtual "
             "clock and drive it from a page in the browser: pause, step, "
             "slow down, crash and restart servers, cut links, partition the "
-            "cluster, submit commands. Every session can be saved and "
-            "replayed exactly."
+            "cluster, submit commands, take snapshots (part6). Every session "
+            "can be saved and replayed exactly."
         ),
     )
     parser.add_argument(

@@ -4,11 +4,16 @@ the user's actions and read for the page.
 The playground builds the stage's ``Harness(n)`` (``part3/harness.py``),
 the very cluster the stage's tests run, and does each action through it:
 ``crash_peer``, ``restart_peer``, ``disconnect_peer``, ``submit_to_server``,
-which log the ``[TEST]`` lines the visualizer marks. The harness has no
-partitions; the playground makes one by cutting every link between the
-two groups, in both directions, and its ``reconnect`` (also the one a
-restart calls) connects a server only to its own group while the
-partition lasts.
+which log the ``[TEST]`` lines the visualizer marks, and in part6
+``snapshot``. The harness has no partitions; the playground makes one by
+cutting every link between the two groups, in both directions, and its
+``reconnect`` (also the one a restart calls) connects a server only to its
+own group while the partition lasts.
+
+A snapshot (part6) is the one the harness's own ``snapshot_every`` takes:
+the commands the server delivered so far, up to the last of them
+(``encode_snapshot``). So the harness's safety checks stay exact, and a
+follower that installs it from its leader delivers those commands.
 
 Everything here runs in the simulated run, on the playground's driver
 thread, except ``view`` and ``problem``, which only read: they are called
@@ -19,8 +24,8 @@ when no simulated thread runs, and must never call into the simulation
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast
 
 from .session import Action
 from .stages import Stage
@@ -41,6 +46,14 @@ class StageCM(Protocol):
     election_reset_event: float
 
 
+class SnapshotCM(StageCM, Protocol):
+    """What the playground reads besides of a ConsensusModule of part6."""
+
+    last_included_index: int
+    """The base of the log: the last index its snapshot covers (-1: none)."""
+    last_included_term: int
+
+
 class StageServer(Protocol):
     """What the playground uses of a stage's Server."""
 
@@ -59,11 +72,17 @@ class StageServer(Protocol):
 
 class StageHarness(Protocol):
     """What the playground uses of a stage's Harness (``crash_peer``,
-    ``restart_peer`` and ``alive`` only from part3 on)."""
+    ``restart_peer`` and ``alive`` only from part3 on, ``snapshot`` only in
+    part6)."""
 
     n: int
     cluster: list[StageServer]
     connected: list[bool]
+    mu: Any
+    """Guards ``commits``."""
+    commits: list[list[Any]]
+    """The CommitEntry objects each server delivered, from index 0 (since
+    its last restart)."""
     found: list[object]
     """The safety violations the harness found."""
     reconnect_peer: Callable[[int], None]
@@ -76,6 +95,8 @@ class StageHarness(Protocol):
 
     def submit_to_server(self, server_id: int, command: Any) -> int | bool: ...
 
+    def snapshot(self, i: int, index: int, data: bytes) -> None: ...
+
     def tlog(self, message: str) -> None: ...
 
     def shutdown(self) -> None: ...
@@ -87,6 +108,7 @@ class Cluster:
     def __init__(self, stage: Stage, n: int) -> None:
         module = importlib.import_module(f"{stage.name}.harness")
         self.stage = stage
+        self.module = module
         self.harness: StageHarness = module.Harness(n)
         # A restart reconnects the server through this method: shadowing
         # it on the instance (as the harness does with a CM's start_leader)
@@ -119,6 +141,8 @@ class Cluster:
             self.heal()
         elif action.do == "submit":
             return self.submit(server, action.command)
+        elif action.do == "snapshot":
+            return self.snapshot(server)
         else:
             raise ValueError(f"{action.do} is not an action on the cluster")
         return "done"
@@ -131,6 +155,20 @@ class Cluster:
         if taken is True:  # part2 tells only that the leader took it
             return f"server {server} appended it to its log"
         return f"server {server} appended it at index {taken}"
+
+    def snapshot(self, server: int) -> str:
+        """Have ``server`` snapshot every command it delivered, as the
+        harness's ``snapshot_every`` does; say up to where."""
+        h = self.harness
+        with h.mu:
+            delivered = list(h.commits[server])
+        last = delivered[-1]
+        h.tlog(f"Snapshot {server} at index {last.index}")
+        h.snapshot(server, last.index, self.module.encode_snapshot(delivered))
+        return (
+            f"server {server}'s snapshot covers its log up to index "
+            f"{last.index} (term {last.term})"
+        )
 
     def reconnect(self, id: int) -> None:
         """Connect server ``id`` again, in both directions, to every
@@ -207,10 +245,26 @@ class Cluster:
             if action.do == "reconnect":
                 return f"server {s} is crashed: restart it (that reconnects it)"
             return f"server {s} is crashed"
+        if action.do == "snapshot":
+            return self.snapshot_problem(s)
         if action.do == "disconnect" and not connected:
             return f"server {s} is disconnected already"
         if action.do == "reconnect" and connected:
             return f"server {s} is connected already"
+        return None
+
+    def snapshot_problem(self, s: int) -> str | None:
+        """Why running server ``s`` cannot take a snapshot now, if it
+        cannot: a snapshot must cover something new it delivered."""
+        delivered = len(self.harness.commits[s])
+        if delivered == 0:
+            return f"server {s} has delivered nothing yet: nothing to snapshot"
+        base = self.base(self.harness.cluster[s].cm)[0]
+        if base >= delivered - 1:
+            return (
+                f"server {s}'s snapshot already covers all it delivered "
+                f"(up to index {base})"
+            )
         return None
 
     def view(self, timeouts: dict[int, float]) -> dict[str, Any]:
@@ -218,14 +272,18 @@ class Cluster:
         vote, log, commit index, next/match indices (a leader's), links and
         election timer (when it was last reset, and its timeout from
         ``timeouts``), the entries known to be committed, the partition,
-        and the safety violations the harness found."""
+        and the safety violations the harness found. A log is shown from
+        index 0, also when a snapshot (part6) covers its first entries:
+        ``base`` and ``baseTerm`` say up to where (-1: no snapshot)."""
         h = self.harness
         alive = self.alive()
         servers = []
         for i, server in enumerate(h.cluster):
             cm = server.cm
             state = str(cm.state)[0]
-            self.note_committed(cm)
+            log = self.whole_log(cm)
+            self.note_committed(log, cm.commit_index)
+            base, base_term = self.base(cm)
             timer = None
             if state in "FC" and alive[i] and i in timeouts:
                 timer = [cm.election_reset_event, timeouts[i]]
@@ -241,8 +299,10 @@ class Cluster:
                     "state": state,
                     "term": cm.current_term,
                     "vote": cm.voted_for,
-                    "log": [entry.term for entry in cm.log],
-                    "commands": [str(entry.command) for entry in cm.log],
+                    "log": [entry.term for entry in log],
+                    "commands": [str(entry.command) for entry in log],
+                    "base": base,
+                    "baseTerm": base_term,
                     "commit": cm.commit_index,
                     "peers": peers,
                     "alive": alive[i],
@@ -260,7 +320,25 @@ class Cluster:
             "violations": [str(v) for v in h.found],
         }
 
-    def note_committed(self, cm: StageCM) -> None:
-        """Extend the entries known to be committed with ``cm``'s."""
-        for index in range(len(self.committed), cm.commit_index + 1):
-            self.committed.append(cm.log[index].term)
+    def whole_log(self, cm: StageCM) -> Sequence[Any]:
+        """``cm``'s log from index 0: in part6, the entries its snapshot
+        covers, then its log (the harness's ``whole_log``, which expects the
+        CM's lock held: here no thread runs that could change them)."""
+        if not self.stage.snapshots:
+            return cm.log
+        log: Sequence[Any] = self.module.whole_log(cm)
+        return log
+
+    def base(self, cm: StageCM) -> tuple[int, int]:
+        """The last index ``cm``'s snapshot covers and its term; (-1, -1)
+        without a snapshot, and in a stage that has none."""
+        if not self.stage.snapshots:
+            return -1, -1
+        compacting = cast(SnapshotCM, cm)
+        return compacting.last_included_index, compacting.last_included_term
+
+    def note_committed(self, log: Sequence[Any], commit_index: int) -> None:
+        """Extend the entries known to be committed with those of ``log``
+        (LogEntry objects from index 0) up to ``commit_index``."""
+        for index in range(len(self.committed), commit_index + 1):
+            self.committed.append(log[index].term)

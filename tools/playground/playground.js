@@ -140,6 +140,7 @@
     $("about").hidden = !s.about;
     $("groups").innerHTML = ids.map((i) => "<label><input type=checkbox value="
       + i + ">" + i + "</label>").join(" ");
+    showLegend(s);
     buildRing();
     panel = window.RaftPanel.create($("panel"), {
       servers: ids,
@@ -192,6 +193,8 @@
         state: v.state,
         term: v.term,
         log: v.log,
+        base: v.base,
+        baseTerm: v.baseTerm,
         commit: v.commit,
         peers: new Map(v.peers.map(([p, next, match]) => [p, [next, match]])),
         cut: cuts[i] && cuts[i].left > 0 ? cuts[i] : null,
@@ -715,17 +718,25 @@
   // A colour and its name, kept on one line.
   const key = (colour, name) => "<span class=key><i class=sw style='background:"
     + colour + "'></i>" + name + "</span>";
-  $("legend").innerHTML = "Each circle is a server, coloured by its state: "
-    + Object.entries(STATES).map(([k, name]) => key(config.stateColours[k], name))
-      .join(" ")
-    + ". The ring around a follower or candidate is its election timer running"
-    + " down: a heartbeat from the leader fills it again; when it runs out the"
-    + " server starts an election. Dots are messages: "
-    + ["RequestVote", "AppendEntries", "heartbeat"].map((k) =>
-      key(config.messageColours[k],
+
+  // The legend under the ring, for the stage of session s.
+  function showLegend(s) {
+    const kinds = ["RequestVote", "AppendEntries", "heartbeat"];
+    if (s.snapshots) kinds.push("InstallSnapshot");
+    const acts = [s.crashes ? "crash" : null, "disconnect", "submit to",
+      s.snapshots ? "take a snapshot of" : null].filter((a) => a !== null);
+    $("legend").innerHTML = "Each circle is a server, coloured by its state: "
+      + Object.entries(STATES).map(([k, name]) => key(config.stateColours[k], name))
+        .join(" ")
+      + ". The ring around a follower or candidate is its election timer running"
+      + " down: a heartbeat from the leader fills it again; when it runs out the"
+      + " server starts an election. Dots are messages: "
+      + kinds.map((k) => key(config.messageColours[k],
         k === "AppendEntries" ? "AppendEntries with entries" : k)).join(" ")
-    + "; a small dot going back is a reply, a red × a message lost. Lines are"
-    + " links (red dots: cut). Click a server to crash, disconnect or submit to it.";
+      + "; a small dot going back is a reply, a red × a message lost. Lines are"
+      + " links (red dots: cut). Click a server to "
+      + acts.slice(0, -1).join(", ") + " or " + acts[acts.length - 1] + " it.";
+  }
 
   loadScenarios();
   poll();

@@ -22,6 +22,7 @@ SCENARIOS = [
     "lagging-follower",
     "partitioned-leader",
     "figure-8",
+    "snapshot-catch-up",
 ]
 """The scenarios, by name (``scenarios/NAME.json``), in the menu's order."""
 

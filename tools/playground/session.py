@@ -21,8 +21,8 @@ script::
 ``end`` is where a replay pauses: the moment the session was saved. The
 actions that act on the cluster are ``crash``, ``restart`` (part3 on),
 ``disconnect``, ``reconnect`` (a server), ``partition`` (into two groups),
-``heal`` and ``submit`` (a command, to a server); ``snapshot`` (a
-server) is for part6, which the playground does not run yet (stages.py).
+``heal``, ``submit`` (a command, to a server) and ``snapshot`` (a server,
+in part6: it snapshots what it delivered).
 Two more only speak to the person watching, and change nothing in the
 run: ``pause`` stops the clock there, and ``note`` shows its note; any
 action may carry a ``note``. The scenarios the playground ships

@@ -6,12 +6,9 @@ every action and the page's controls all read it. A stage runs on tools.sim
 harness, ``partN.harness.Harness(n)``.
 
 part1 is left out: it has no log, so nothing to submit and nothing to show
-but states and terms. part6 (log compaction) is not here yet. It will be
-one more entry, with ``snapshots=True``: the checks of the actions and the
-page's server menu offer the ``snapshot`` action ("take a snapshot") only
-to a stage that has that flag. Its entry comes with a ``snapshot`` branch
-in ``Cluster.apply`` (through part6's harness) and each log's base
-(``last_included_index``) in ``Cluster.view``.
+but states and terms. The checks of the actions and the page's server menu
+offer the ``snapshot`` action ("take a snapshot") only to a stage with
+``snapshots=True``: part6, whose log starts after its snapshot's base.
 """
 
 from __future__ import annotations
@@ -38,6 +35,7 @@ STAGES = {
     for stage in [
         Stage("part2", "log replication", crashes=False, snapshots=False),
         Stage("part3", "persistence", crashes=True, snapshots=False),
+        Stage("part6", "log compaction", crashes=True, snapshots=True),
     ]
 }
 """The stages, by name."""
