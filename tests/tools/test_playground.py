@@ -957,6 +957,43 @@ def test_the_command_line_serves_the_page_and_ends_on_ctrl_c(tmp_path: Path) -> 
         socket.create_connection(("127.0.0.1", port), 1).close()
 
 
+def test_sigterm_ends_it_when_its_standard_output_is_gone(tmp_path: Path) -> None:
+    # A terminal closed, or a pipe whose reader ended: the prints at the
+    # end fail, and the playground's threads must end all the same.
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tools.playground",
+            "--no-browser",
+            "--port",
+            "0",
+            "-n",
+            "3",
+            "--outdir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("Raft playground: part3")
+        url = process.stdout.readline().strip()
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        process.stdout.close()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), 1).close()
+
+
 def test_replaying_a_session_of_another_stage_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "session.json"
     path.write_text(Session("part3", 3, 1, end=1.0).to_json())

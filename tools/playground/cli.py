@@ -204,6 +204,28 @@ def open_browser(url: str) -> bool:
     return browser.open(url)
 
 
+def announce(
+    playground: Playground, session: Session, source: str, args: argparse.Namespace
+) -> None:
+    """Print what runs and where, and open the page in a browser unless
+    ``--no-browser``."""
+    title = f"{session.title}: " if session.title else ""
+    print(
+        f"Raft playground: {title}{session.part} ({session.stage.lesson}), "
+        f"{session.servers} servers, seed {session.seed} ({source})"
+    )
+    print(f"  {playground.url}")
+    if not args.no_browser and not open_browser(playground.url):
+        print("  (open it in a browser)")
+    ignored = [name for name in STAGE_VARIABLES if os.environ.get(name)]
+    if ignored:
+        print(
+            f"  ({' and '.join(ignored)} ignored: a session runs on the reliable "
+            "network, so that it replays exactly)"
+        )
+    print(f"Saved sessions and logs go to {args.outdir}. Ctrl-C stops it.", flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_arg_parser().parse_args(argv)
@@ -227,27 +249,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     playground.start()
-    title = f"{session.title}: " if session.title else ""
-    print(
-        f"Raft playground: {title}{session.part} ({session.stage.lesson}), "
-        f"{session.servers} servers, seed {session.seed} ({source})"
-    )
-    print(f"  {playground.url}")
-    if not args.no_browser and not open_browser(playground.url):
-        print("  (open it in a browser)")
-    ignored = [name for name in STAGE_VARIABLES if os.environ.get(name)]
-    if ignored:
-        print(
-            f"  ({' and '.join(ignored)} ignored: a session runs on the reliable "
-            "network, so that it replays exactly)"
-        )
-    print(f"Saved sessions and logs go to {args.outdir}. Ctrl-C stops it.", flush=True)
     try:
-        while not stop.wait(1.0):
+        try:
+            announce(playground, session, source, args)
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
             pass
-    except KeyboardInterrupt:
-        pass
-    print("stopping...", flush=True)
-    playground.close()
+        print("stopping...", flush=True)
+    finally:
+        # Also when a print fails (standard output closed by its reader):
+        # the playground's threads must end, or the process never would.
+        playground.close()
     print("stopped.", flush=True)
     return 0
