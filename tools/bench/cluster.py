@@ -117,7 +117,7 @@ class Collector:
     index due), times the call in ``snapshot_ms`` and keeps the index and
     size of its latest snapshot in ``snapshot_index`` and
     ``snapshot_bytes``; a snapshot delivered to it gives it the commands
-    the snapshot holds.
+    the snapshot holds, and its index.
     """
 
     def __init__(
@@ -156,6 +156,9 @@ class Collector:
                     if hasattr(entry, "data"):  # a SnapshotEntry
                         for command in pickle.loads(entry.data):
                             self.delivered.setdefault(command, now)
+                        # Its server installed it: the entries it covers
+                        # never come, and need no snapshot of their own.
+                        self.snapshot_index = max(self.snapshot_index, entry.index)
                         continue
                     self.delivered.setdefault(entry.command, now)
                     every = self.snapshot_every

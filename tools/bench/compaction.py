@@ -106,14 +106,18 @@ def last_index(n: int, every: int) -> int:
     return n // every * every - 1
 
 
-def wait_for_snapshot(
-    cluster: Cluster, leader: tuple[int, int], collector: Collector, index: int
-) -> None:
-    """Wait until ``collector`` has snapshotted its server at ``index``
-    (right after it delivered it)."""
-    while collector.snapshot_index < index:
-        cluster.check_leader(leader)
-        time.sleep(0.001)
+def snapshotted(collector: Collector, index: int) -> Callable[[float], float | None]:
+    """For ``Bench.wait``: the time once ``collector``'s server holds a
+    snapshot at ``index`` or later (its own, taken right after it delivered
+    the entry, or one its leader sent it)."""
+
+    def done(timeout: float) -> float | None:
+        if collector.snapshot_index >= index:
+            return time.perf_counter()
+        time.sleep(timeout)
+        return None
+
+    return done
 
 
 def snapshot_cost(bench: Bench, m: Measurement) -> None:
@@ -138,7 +142,7 @@ def snapshot_cost(bench: Bench, m: Measurement) -> None:
             submit(cluster.servers[leader[0]], command)
         bench.wait(cluster, leader, delivered_by(bench, cluster, [0, 1, 2], n))
         for collector in cluster.collectors:
-            wait_for_snapshot(cluster, leader, collector, last_index(n, every))
+            bench.wait(cluster, leader, snapshotted(collector, last_index(n, every)))
         samples = [ms for c in cluster.collectors for ms in c.snapshot_ms]
         if len(samples) < 2:
             m.notes.append(f"N={n:,} is too few entries for a snapshot every {every}")
@@ -202,7 +206,9 @@ def catch_up_ms(bench: Bench, m: Measurement, label: str) -> None:
         # than its log then holds.
         if every:
             last = last_index(behind, every)
-            wait_for_snapshot(cluster, leader, cluster.collectors[leader_id], last)
+            bench.wait(
+                cluster, leader, snapshotted(cluster.collectors[leader_id], last)
+            )
         start = time.perf_counter()
         cluster.restart(follower)
         caught_up = cluster.collectors[follower]
