@@ -912,28 +912,22 @@ def test_a_post_must_carry_json(server: Playground) -> None:
 # --- The command line -------------------------------------------------------------
 
 
-def test_the_command_line_serves_the_page_and_ends_on_ctrl_c(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tools.playground",
-            "--no-browser",
-            "--port",
-            "0",
-            "--seed",
-            "3",
-            "-n",
-            "3",
-            "--outdir",
-            str(tmp_path),
-        ],
+def start_cli(outdir: Path, stderr: int) -> subprocess.Popen[str]:
+    """``python -m tools.playground`` on a free port, a 3-server part3 run
+    with seed 3, as a terminal starts it (SIGINT at its default)."""
+    command = ["tools.playground", "--no-browser", "--port", "0", "--seed", "3"]
+    return subprocess.Popen(
+        [sys.executable, "-m", *command, "-n", "3", "--outdir", str(outdir)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         preexec_fn=sigint_by_default,
     )
+
+
+def test_the_command_line_serves_the_page_and_ends_on_ctrl_c(tmp_path: Path) -> None:
+    process = start_cli(tmp_path, stderr=subprocess.PIPE)
     try:
         assert process.stdout is not None
         title = process.stdout.readline()
@@ -960,24 +954,7 @@ def test_the_command_line_serves_the_page_and_ends_on_ctrl_c(tmp_path: Path) -> 
 def test_sigterm_ends_it_when_its_standard_output_is_gone(tmp_path: Path) -> None:
     # A terminal closed, or a pipe whose reader ended: the prints at the
     # end fail, and the playground's threads must end all the same.
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tools.playground",
-            "--no-browser",
-            "--port",
-            "0",
-            "-n",
-            "3",
-            "--outdir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = start_cli(tmp_path, stderr=subprocess.DEVNULL)
     try:
         assert process.stdout is not None
         assert process.stdout.readline().startswith("Raft playground: part3")
